@@ -1,0 +1,464 @@
+//! Start a real `etcd` + `kube-apiserver` for tests: controller-runtime's `pkg/envtest`.
+//!
+//! [`Environment::start`] looks for the binaries in `KUBEBUILDER_ASSETS` (default
+//! `/usr/local/kubebuilder/bin`), starts them on free loopback ports with a fresh data dir and
+//! PKI, waits for `/readyz`, and hands back a [`kube::Config`], a [`kube::Client`] and a
+//! kubeconfig file. With `USE_EXISTING_CLUSTER=true` it uses the cluster from `KUBECONFIG`
+//! instead. Dropping the [`Environment`] (or calling [`Environment::stop`]) kills the processes
+//! and removes the temporary folder.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ferrokube_runtime::envtest::{Environment, EnvironmentOptions};
+//! use k8s_openapi::api::core::v1::Namespace;
+//!
+//! let env = EnvironmentOptions::default().start().await?;
+//! let namespaces = kube::Api::<Namespace>::all(env.client()?);
+//! println!("{} namespaces", namespaces.list(&Default::default()).await?.items.len());
+//! env.stop();
+//! # Ok(()) }
+//! ```
+
+mod certs;
+mod error;
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use self::error::io;
+pub use self::error::{Error, Result};
+use self::process::{Process, free_port};
+
+/// The folder searched for binaries when `KUBEBUILDER_ASSETS` is not set.
+pub const DEFAULT_ASSETS_DIR: &str = "/usr/local/kubebuilder/bin";
+
+/// Options for [`Environment`]; read `KUBEBUILDER_ASSETS` and `USE_EXISTING_CLUSTER` unless set.
+#[derive(Clone, Debug)]
+pub struct EnvironmentOptions {
+    assets_dir: Option<PathBuf>,
+    use_existing_cluster: Option<bool>,
+    controller_manager: bool,
+    api_server_flags: Vec<String>,
+    start_timeout: Duration,
+}
+
+impl Default for EnvironmentOptions {
+    fn default() -> Self {
+        Self {
+            assets_dir: None,
+            use_existing_cluster: None,
+            controller_manager: false,
+            api_server_flags: Vec::new(),
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl EnvironmentOptions {
+    /// The folder holding `etcd` and `kube-apiserver` (overrides `KUBEBUILDER_ASSETS`).
+    #[must_use]
+    pub fn assets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.assets_dir = Some(dir.into());
+        self
+    }
+
+    /// Use the cluster from `KUBECONFIG` instead of starting one (overrides
+    /// `USE_EXISTING_CLUSTER`).
+    #[must_use]
+    pub fn use_existing_cluster(mut self, existing: bool) -> Self {
+        self.use_existing_cluster = Some(existing);
+        self
+    }
+
+    /// Also start `kube-controller-manager` from the assets folder, running the garbage
+    /// collector (ownerReference cascades) and the namespace controller.
+    #[must_use]
+    pub fn controller_manager(mut self, start: bool) -> Self {
+        self.controller_manager = start;
+        self
+    }
+
+    /// An extra `kube-apiserver` flag, e.g. `--feature-gates=…`; later flags win.
+    #[must_use]
+    pub fn api_server_flag(mut self, flag: impl Into<String>) -> Self {
+        self.api_server_flags.push(flag.into());
+        self
+    }
+
+    /// How long to wait for each process to become ready (default 60 s).
+    #[must_use]
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The assets folder these options resolve to.
+    pub fn resolved_assets_dir(&self) -> PathBuf {
+        self.assets_dir
+            .clone()
+            .or_else(|| std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ASSETS_DIR))
+    }
+
+    /// Whether these options use an existing cluster rather than starting one.
+    pub fn uses_existing_cluster(&self) -> bool {
+        self.use_existing_cluster
+            .unwrap_or_else(|| std::env::var("USE_EXISTING_CLUSTER").is_ok_and(|v| parse_bool(&v)))
+    }
+
+    /// Starts the environment (or connects to the existing cluster).
+    pub async fn start(self) -> Result<Environment> {
+        Environment::start_with(self).await
+    }
+}
+
+/// `strconv.ParseBool`'s true values, as controller-runtime reads `USE_EXISTING_CLUSTER`.
+fn parse_bool(value: &str) -> bool {
+    matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
+/// A running test control plane, or a handle on an existing cluster.
+#[derive(Debug)]
+#[must_use = "dropping the Environment stops the control plane"]
+pub struct Environment {
+    config: kube::Config,
+    kubeconfig: Option<PathBuf>,
+    control_plane: Option<ControlPlane>,
+}
+
+impl Environment {
+    /// Starts an environment with default options (see [`EnvironmentOptions`]).
+    pub async fn start() -> Result<Self> {
+        Self::start_with(EnvironmentOptions::default()).await
+    }
+
+    /// Starts an environment with `options`.
+    pub async fn start_with(options: EnvironmentOptions) -> Result<Self> {
+        if options.uses_existing_cluster() {
+            let config = kube::Config::infer()
+                .await
+                .map_err(Error::ExistingCluster)?;
+            return Ok(Self {
+                config,
+                kubeconfig: existing_kubeconfig_path(),
+                control_plane: None,
+            });
+        }
+        let control_plane = ControlPlane::start(options).await?;
+        Ok(Self {
+            config: control_plane.config.clone(),
+            kubeconfig: Some(control_plane.kubeconfig.clone()),
+            control_plane: Some(control_plane),
+        })
+    }
+
+    /// Client configuration for the cluster, authenticated as an admin in `system:masters`.
+    pub fn config(&self) -> &kube::Config {
+        &self.config
+    }
+
+    /// A new client for the cluster.
+    pub fn client(&self) -> Result<kube::Client> {
+        kube::Client::try_from(self.config.clone()).map_err(|source| Error::Client {
+            url: self.config.cluster_url.to_string(),
+            source,
+        })
+    }
+
+    /// A kubeconfig file for the cluster (for the test control plane, valid while it runs).
+    pub fn kubeconfig_path(&self) -> Option<&Path> {
+        self.kubeconfig.as_deref()
+    }
+
+    /// Whether this environment is an existing cluster rather than one it started.
+    pub fn is_existing_cluster(&self) -> bool {
+        self.control_plane.is_none()
+    }
+
+    /// The etcd client URL of a started control plane.
+    pub fn etcd_url(&self) -> Option<&str> {
+        self.control_plane.as_ref().map(|cp| cp.etcd_url.as_str())
+    }
+
+    /// Process ids of the started control plane (`(binary, pid)`), for diagnostics.
+    pub fn process_ids(&self) -> Vec<(&'static str, u32)> {
+        let Some(cp) = &self.control_plane else {
+            return Vec::new();
+        };
+        cp.processes()
+            .filter_map(|p| Some((p.binary, p.id()?)))
+            .collect()
+    }
+
+    /// Kills and restarts `kube-apiserver` on the same port and data, then waits for it to be
+    /// ready. Clients keep working once it is back. Does nothing for an existing cluster.
+    pub async fn restart_api_server(&mut self) -> Result<()> {
+        match &mut self.control_plane {
+            Some(cp) => cp.restart_api_server().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the control plane and removes its temporary folder (the same as dropping it).
+    pub fn stop(self) {}
+}
+
+fn existing_kubeconfig_path() -> Option<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG") {
+        return std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty());
+    }
+    let home = std::env::var_os("HOME")?;
+    let path = Path::new(&home).join(".kube").join("config");
+    path.exists().then_some(path)
+}
+
+/// The processes and files of a started control plane. Field order is drop order.
+#[derive(Debug)]
+struct ControlPlane {
+    controller_manager: Option<Process>,
+    api_server: Process,
+    etcd: Process,
+    config: kube::Config,
+    kubeconfig: PathBuf,
+    etcd_url: String,
+    assets: PathBuf,
+    api_server_args: Vec<String>,
+    start_timeout: Duration,
+    dir: tempfile::TempDir,
+}
+
+// === impl ControlPlane ===
+
+impl ControlPlane {
+    async fn start(options: EnvironmentOptions) -> Result<Self> {
+        let assets = options.resolved_assets_dir();
+        for binary in ["etcd", "kube-apiserver"] {
+            if !assets.join(binary).is_file() {
+                return Err(Error::AssetNotFound {
+                    binary,
+                    dir: assets,
+                });
+            }
+        }
+        if options.controller_manager && !assets.join("kube-controller-manager").is_file() {
+            return Err(Error::AssetNotFound {
+                binary: "kube-controller-manager",
+                dir: assets,
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("ferrokube-envtest-")
+            .tempdir()
+            .map_err(io("creating the envtest temporary folder"))?;
+        let root = dir.path();
+        let pki = certs::Pki::generate()?;
+        let write = |name: &str, contents: &str| -> Result<PathBuf> {
+            let path = root.join(name);
+            std::fs::write(&path, contents).map_err(io(format!("writing {}", path.display())))?;
+            Ok(path)
+        };
+        let ca = write("ca.crt", &pki.ca_cert)?;
+        let serving_cert = write("apiserver.crt", &pki.serving_cert)?;
+        let serving_key = write("apiserver.key", &pki.serving_key)?;
+        let admin_cert = write("admin.crt", &pki.admin_cert)?;
+        let admin_key = write("admin.key", &pki.admin_key)?;
+        let sa_key = write("sa.key", &pki.service_account_key)?;
+        let sa_pub = write("sa.pub", &pki.service_account_pub)?;
+
+        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd_args = vec![
+            format!("--data-dir={}", root.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            "--name=default".to_owned(),
+            "--unsafe-no-fsync".to_owned(),
+        ];
+        let mut etcd = Process::spawn(&assets, "etcd", etcd_args, root.join("etcd.log"))?;
+        wait_for_port(&mut etcd, etcd_port, options.start_timeout).await?;
+
+        let api_url = format!("https://127.0.0.1:{api_port}");
+        let mut api_server_args = vec![
+            "--advertise-address=127.0.0.1".to_owned(),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={api_port}"),
+            format!("--cert-dir={}", root.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", serving_cert.display()),
+            format!("--tls-private-key-file={}", serving_key.display()),
+            format!("--client-ca-file={}", ca.display()),
+            format!("--etcd-servers={etcd_url}"),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--allow-privileged=true".to_owned(),
+            "--disable-admission-plugins=ServiceAccount".to_owned(),
+            "--authorization-mode=RBAC".to_owned(),
+            format!("--service-account-issuer={api_url}"),
+            format!("--service-account-key-file={}", sa_pub.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+        ];
+        api_server_args.extend(options.api_server_flags.iter().cloned());
+        let api_server = Process::spawn(
+            &assets,
+            "kube-apiserver",
+            api_server_args.clone(),
+            root.join("kube-apiserver.log"),
+        )?;
+
+        let kubeconfig = root.join("kubeconfig");
+        let contents = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "envtest", "cluster": {
+                "server": api_url,
+                "certificate-authority": ca,
+            }}],
+            "users": [{"name": "envtest-admin", "user": {
+                "client-certificate": admin_cert,
+                "client-key": admin_key,
+            }}],
+            "contexts": [{"name": "envtest", "context": {
+                "cluster": "envtest", "user": "envtest-admin", "namespace": "default",
+            }}],
+            "current-context": "envtest",
+        });
+        write("kubeconfig", &contents.to_string())?;
+        let parsed = Kubeconfig::read_from(&kubeconfig).map_err(Error::Kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+            .await
+            .map_err(Error::Kubeconfig)?;
+
+        let mut cp = Self {
+            controller_manager: None,
+            api_server,
+            etcd,
+            config,
+            kubeconfig,
+            etcd_url,
+            assets,
+            api_server_args,
+            start_timeout: options.start_timeout,
+            dir,
+        };
+        cp.wait_for_api_server().await?;
+        if options.controller_manager {
+            cp.start_controller_manager().await?;
+        }
+        tracing::info!(url = %api_url, dir = %cp.dir.path().display(), "envtest control plane ready");
+        Ok(cp)
+    }
+
+    fn processes(&self) -> impl Iterator<Item = &Process> {
+        self.controller_manager
+            .iter()
+            .chain([&self.api_server, &self.etcd])
+    }
+
+    async fn wait_for_api_server(&mut self) -> Result<()> {
+        let client =
+            kube::Client::try_from(self.config.clone()).map_err(|source| Error::Client {
+                url: self.config.cluster_url.to_string(),
+                source,
+            })?;
+        let start = Instant::now();
+        loop {
+            for p in [&mut self.etcd, &mut self.api_server] {
+                if let Some(status) = p.exited() {
+                    return Err(p.exited_error(status));
+                }
+            }
+            let last_error = match http::Request::get("/readyz").body(Vec::new()) {
+                Ok(req) => match client.request_text(req).await {
+                    Ok(body) if body.trim() == "ok" => return Ok(()),
+                    Ok(body) => format!("/readyz said {body:?}"),
+                    Err(e) => format!("/readyz: {e}"),
+                },
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() > self.start_timeout {
+                return Err(Error::NotReady {
+                    binary: self.api_server.binary,
+                    waited: start.elapsed(),
+                    last_error,
+                    flags: self.api_server.flags(),
+                    log_tail: self.api_server.log_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn restart_api_server(&mut self) -> Result<()> {
+        self.api_server.stop();
+        self.api_server = Process::spawn(
+            &self.assets,
+            "kube-apiserver",
+            self.api_server_args.clone(),
+            self.dir.path().join("kube-apiserver.log"),
+        )?;
+        self.wait_for_api_server().await
+    }
+
+    async fn start_controller_manager(&mut self) -> Result<()> {
+        let port = free_port()?;
+        let kubeconfig = self.kubeconfig.display().to_string();
+        let args = vec![
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--controllers=garbagecollector,namespace".to_owned(),
+            "--leader-elect=false".to_owned(),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", self.dir.path().join("kcm-certs").display()),
+        ];
+        let mut kcm = Process::spawn(
+            &self.assets,
+            "kube-controller-manager",
+            args,
+            self.dir.path().join("kube-controller-manager.log"),
+        )?;
+        wait_for_port(&mut kcm, port, self.start_timeout).await?;
+        self.controller_manager = Some(kcm);
+        Ok(())
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(kcm) = &mut self.controller_manager {
+            kcm.stop();
+        }
+        self.api_server.stop();
+        self.etcd.stop();
+        tracing::debug!(dir = %self.dir.path().display(), "envtest control plane stopped");
+    }
+}
+
+/// Waits until `process` accepts TCP connections on `port`.
+async fn wait_for_port(process: &mut Process, port: u16, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = process.exited() {
+            return Err(process.exited_error(status));
+        }
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(Error::NotReady {
+                    binary: process.binary,
+                    waited: start.elapsed(),
+                    last_error: format!("connecting to 127.0.0.1:{port}: {e}"),
+                    flags: process.flags(),
+                    log_tail: process.log_tail(),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
