@@ -1,8 +1,42 @@
 //! A client-go-style REST client for Kubernetes, built on [`kube::Client`].
 //!
-//! `kube` does HTTP, TLS, authentication and kubeconfig parsing; this crate adds what client-go
-//! users rely on. Its API is being built under the client issue; until then it re-exports the
-//! two crates every layer above builds on.
+//! `kube` does HTTP, TLS, authentication plugins and kubeconfig parsing; this crate adds what
+//! client-go users rely on: a [`Config`] with QPS/burst throttling counted on every request,
+//! `Retry-After` handling, typed access to any resource ([`Api`]), a dynamic client, a raw
+//! [`Request`] builder, one [`Error`] type with client-go's `IsNotFound`-style helpers, and
+//! [`retry::retry_on_conflict`].
+//!
+//! ```no_run
+//! use ferrokube_client::{Client, Config, ListOptions};
+//! use k8s_openapi::api::core::v1::Pod;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Config::infer().await?.qps(50.0).burst(100).build()?;
+//! let pods = client.all::<Pod>().list(&ListOptions::default()).await?;
+//! println!("There are {} pods in the cluster", pods.items.len());
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod options;
+pub mod request;
+pub mod retry;
+pub mod throttle;
+pub mod watch;
+
+pub use api::{Api, Deleted};
+pub use client::Client;
+pub use config::{Config, ConfigError};
+pub use error::{ApiError, Error, Result, Status};
+pub use options::{
+    DeleteOptions, ListOptions, Patch, PatchOptions, PropagationPolicy, ResourceVersionMatch,
+    WriteOptions,
+};
+pub use request::Request;
+pub use watch::WatchEvent;
 
 pub use k8s_openapi;
 pub use kube;

@@ -1,0 +1,429 @@
+//! Client configuration: kubeconfig, in-cluster, or client-go's `BuildConfigFromFlags`, plus
+//! QPS/burst throttling, a request timeout and the user agent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::client::Client;
+
+/// client-go's default queries per second (`rest.DefaultQPS`).
+pub const DEFAULT_QPS: f32 = 5.0;
+/// client-go's default burst (`rest.DefaultBurst`).
+pub const DEFAULT_BURST: u32 = 10;
+
+/// Why a configuration could not be loaded or turned into a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A kubeconfig file could not be read or parsed.
+    #[error("kubeconfig {path}: cannot be loaded")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+
+    /// The requested context is not in the kubeconfig.
+    #[error("context {context:?} not found in kubeconfig {paths} (contexts: {available})")]
+    ContextNotFound {
+        /// The context asked for.
+        context: String,
+        /// The kubeconfig files searched.
+        paths: String,
+        /// The contexts they define.
+        available: String,
+    },
+
+    /// The kubeconfig was read, but its context, cluster or user could not be used.
+    #[error("kubeconfig {paths}, context {context}: cannot be used")]
+    Context {
+        /// The kubeconfig files.
+        paths: String,
+        /// The context (or "current-context").
+        context: String,
+        /// What was wrong.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+
+    /// No kubeconfig was found and this is not a pod.
+    #[error("no kubeconfig at {paths} and not running in a cluster ({in_cluster})")]
+    NotFound {
+        /// Where a kubeconfig was looked for.
+        paths: String,
+        /// Why the in-cluster configuration failed.
+        in_cluster: String,
+    },
+
+    /// The in-cluster (service account) configuration could not be loaded.
+    #[error("in-cluster configuration")]
+    InCluster(#[source] kube::config::InClusterError),
+
+    /// A server URL could not be parsed.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// kube could not build a client (TLS material, proxy, auth plugin set-up).
+    #[error("building a client for {url}")]
+    Client {
+        /// The server URL.
+        url: String,
+        /// What kube reported.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Everything needed to build a [`Client`]: where the server is, how to authenticate (both
+/// through kube), and client-go's `rest.Config` knobs.
+#[derive(Clone, Debug)]
+#[doc(alias = "rest.Config")]
+pub struct Config {
+    kube: kube::Config,
+    qps: f32,
+    burst: u32,
+    timeout: Option<Duration>,
+    user_agent: String,
+}
+
+impl Config {
+    /// Wraps a kube configuration with client-go's defaults (5 QPS, burst 10, no timeout).
+    pub fn from_kube(kube: kube::Config) -> Self {
+        Self {
+            kube,
+            qps: DEFAULT_QPS,
+            burst: DEFAULT_BURST,
+            timeout: None,
+            user_agent: default_user_agent(),
+        }
+    }
+
+    /// The kubeconfig from `KUBECONFIG` (a path list, merged) or `~/.kube/config`, then the
+    /// in-cluster service account.
+    pub async fn infer() -> Result<Self, ConfigError> {
+        let paths = default_kubeconfig_paths();
+        if paths.iter().any(|p| p.exists()) {
+            return Self::from_kubeconfig_files(&paths, None).await;
+        }
+        match kube::Config::incluster() {
+            Ok(config) => Ok(Self::from_kube(config)),
+            Err(e) => Err(ConfigError::NotFound {
+                paths: display_paths(&paths),
+                in_cluster: e.to_string(),
+            }),
+        }
+    }
+
+    /// client-go's `clientcmd.BuildConfigFromFlags`: an explicit kubeconfig path and/or master
+    /// URL win (the URL overrides the kubeconfig's server); with both empty, in-cluster is
+    /// tried first, then the default kubeconfig.
+    pub async fn from_flags(master_url: &str, kubeconfig_path: &str) -> Result<Self, ConfigError> {
+        if master_url.is_empty() && kubeconfig_path.is_empty() {
+            if let Ok(config) = kube::Config::incluster() {
+                return Ok(Self::from_kube(config));
+            }
+            tracing::warn!(
+                "neither --kubeconfig nor --master was specified; using the default kubeconfig"
+            );
+            return Self::infer().await;
+        }
+        let mut config = if kubeconfig_path.is_empty() {
+            Self::from_kube(kube::Config::new(parse_url(master_url)?))
+        } else {
+            Self::from_kubeconfig_files(&[PathBuf::from(kubeconfig_path)], None).await?
+        };
+        if !master_url.is_empty() {
+            config.kube.cluster_url = parse_url(master_url)?;
+        }
+        Ok(config)
+    }
+
+    /// A kubeconfig file, with `context` (or its current-context).
+    pub async fn from_kubeconfig(
+        path: impl AsRef<Path>,
+        context: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_kubeconfig_files(&[path.as_ref().to_owned()], context).await
+    }
+
+    /// The default kubeconfig (`KUBECONFIG` or `~/.kube/config`) with a named context.
+    pub async fn from_default_kubeconfig(context: &str) -> Result<Self, ConfigError> {
+        Self::from_kubeconfig_files(&default_kubeconfig_paths(), Some(context)).await
+    }
+
+    /// The in-cluster configuration: service-account token (re-read on rotation by kube),
+    /// CA and namespace from `/var/run/secrets/kubernetes.io/serviceaccount`.
+    pub fn in_cluster() -> Result<Self, ConfigError> {
+        kube::Config::incluster()
+            .map(Self::from_kube)
+            .map_err(ConfigError::InCluster)
+    }
+
+    async fn from_kubeconfig_files(
+        paths: &[PathBuf],
+        context: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let mut merged: Option<Kubeconfig> = None;
+        for path in paths.iter().filter(|p| p.exists() || paths.len() == 1) {
+            let file = Kubeconfig::read_from(path).map_err(|source| ConfigError::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+            merged = Some(match merged {
+                None => file,
+                Some(m) => m.merge(file).map_err(|source| ConfigError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?,
+            });
+        }
+        let shown = display_paths(paths);
+        let Some(kubeconfig) = merged else {
+            return Err(ConfigError::NotFound {
+                paths: shown,
+                in_cluster: "not tried".into(),
+            });
+        };
+        if let Some(name) = context
+            && !kubeconfig.contexts.iter().any(|c| c.name == name)
+        {
+            let available: Vec<_> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(ConfigError::ContextNotFound {
+                context: name.to_owned(),
+                paths: shown,
+                available: available.join(", "),
+            });
+        }
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..KubeConfigOptions::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| ConfigError::Context {
+                paths: shown,
+                context: context.unwrap_or("current-context").to_owned(),
+                source,
+            })?;
+        Ok(Self::from_kube(config))
+    }
+
+    /// Queries per second allowed by the client-side token bucket; zero or negative disables
+    /// throttling.
+    #[must_use]
+    pub fn qps(mut self, qps: f32) -> Self {
+        self.qps = qps;
+        self
+    }
+
+    /// Requests allowed in a burst above `qps`.
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The default timeout of a request that is not a watch or a stream (none by default).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The `User-Agent` header sent with every request.
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// The namespace used when a request names none.
+    #[must_use]
+    pub fn default_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.kube.default_namespace = namespace.into();
+        self
+    }
+
+    /// The server URL.
+    pub fn cluster_url(&self) -> &http::Uri {
+        &self.kube.cluster_url
+    }
+
+    /// The namespace from the kubeconfig context (or `default`).
+    pub fn namespace(&self) -> &str {
+        &self.kube.default_namespace
+    }
+
+    /// The configured QPS (zero or negative: unthrottled).
+    pub fn get_qps(&self) -> f32 {
+        self.qps
+    }
+
+    /// The configured burst.
+    pub fn get_burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The default request timeout.
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The underlying kube configuration (auth, TLS, proxy…).
+    pub fn kube_config(&self) -> &kube::Config {
+        &self.kube
+    }
+
+    /// Mutable access to the kube configuration, for what this type has no setter for.
+    pub fn kube_config_mut(&mut self) -> &mut kube::Config {
+        &mut self.kube
+    }
+
+    /// The user agent.
+    pub fn get_user_agent(&self) -> &str {
+        &self.user_agent
+    }
+
+    /// Builds a [`Client`] (must be called inside a tokio runtime).
+    pub fn build(&self) -> Result<Client, ConfigError> {
+        Client::from_config(self)
+    }
+}
+
+/// `ferrokube/VERSION (OS/ARCH)`, in the spirit of client-go's default user agent.
+fn default_user_agent() -> String {
+    format!(
+        "ferrokube/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn parse_url(url: &str) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri =
+        url.parse()
+            .map_err(|e: http::uri::InvalidUri| ConfigError::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+    if uri.scheme().is_none() || uri.host().is_none() {
+        return Err(ConfigError::InvalidUrl {
+            url: url.to_owned(),
+            reason: "expected scheme://host[:port]".into(),
+        });
+    }
+    Ok(uri)
+}
+
+/// `KUBECONFIG` split as a path list, or `~/.kube/config`.
+pub fn default_kubeconfig_paths() -> Vec<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG") {
+        let paths: Vec<_> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !paths.is_empty() {
+            return paths;
+        }
+    }
+    std::env::var_os("HOME")
+        .map(|home| vec![Path::new(&home).join(".kube").join("config")])
+        .unwrap_or_default()
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: c1
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: u1
+  user: {token: abc}
+contexts:
+- name: ctx1
+  context: {cluster: c1, user: u1, namespace: team-a}
+current-context: ctx1
+"#;
+
+    #[tokio::test]
+    async fn loads_context_and_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, GOOD);
+        let config = Config::from_kubeconfig(&path, None).await.unwrap();
+        assert_eq!(config.namespace(), "team-a");
+        assert_eq!(config.cluster_url().to_string(), "https://127.0.0.1:6443/");
+        assert_eq!((config.get_qps(), config.get_burst()), (5.0, 10));
+    }
+
+    #[tokio::test]
+    async fn malformed_kubeconfig_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "clusters: [this is: not valid");
+        let err = Config::from_kubeconfig(&path, None).await.unwrap_err();
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn missing_file_names_the_file() {
+        let err = Config::from_kubeconfig("/nonexistent/kubeconfig", None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn missing_context_names_context_and_alternatives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, GOOD);
+        let err = Config::from_kubeconfig(&path, Some("nope"))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"nope\"") && text.contains("ctx1"), "{text}");
+        assert!(text.contains(&*path.to_string_lossy()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn from_flags_master_overrides_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, GOOD);
+        let config = Config::from_flags("https://10.9.8.7:443", path.to_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(config.cluster_url().host(), Some("10.9.8.7"));
+        let only_master = Config::from_flags("http://localhost:8080", "")
+            .await
+            .unwrap();
+        assert_eq!(only_master.cluster_url().port_u16(), Some(8080));
+        let bad = Config::from_flags("not a url", "").await.unwrap_err();
+        assert!(bad.to_string().contains("not a url"), "{bad}");
+    }
+}
