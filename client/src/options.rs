@@ -97,7 +97,8 @@ impl ListOptions {
         self
     }
 
-    pub(crate) fn to_query(&self, watch: bool) -> Vec<(&'static str, String)> {
+    /// The query parameters for a list (`watch = false`) or watch request.
+    pub fn to_query(&self, watch: bool) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if watch {
             q.push(("watch", "true".to_owned()));
@@ -154,7 +155,8 @@ impl WriteOptions {
         self
     }
 
-    pub(crate) fn to_query(&self) -> Vec<(&'static str, String)> {
+    /// The query parameters for a create or update.
+    pub fn to_query(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if self.dry_run {
             q.push(("dryRun", "All".to_owned()));
@@ -190,7 +192,8 @@ impl PatchOptions {
         self
     }
 
-    pub(crate) fn to_query(&self) -> Vec<(&'static str, String)> {
+    /// The query parameters for a patch.
+    pub fn to_query(&self) -> Vec<(&'static str, String)> {
         let mut q = self.write.to_query();
         if self.force {
             q.push(("force", "true".to_owned()));

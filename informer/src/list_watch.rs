@@ -1,0 +1,247 @@
+//! [`ListWatch`]: the list and watch calls a reflector makes, decoding as bytes arrive.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrokube_client::{Api, ListOptions, Status};
+use futures::{Stream, StreamExt};
+use http::Method;
+use http_body_util::BodyExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::decode::{DecodeError, Decoder, ListDecoder, split_frame};
+
+/// Why a list or watch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request failed (transport, or a failure `Status` from the server).
+    #[error("{0}")]
+    Client(#[source] ferrokube_client::Error),
+    /// What the server sent could not be decoded.
+    #[error("decoding {url}")]
+    Decode {
+        /// The request that returned it.
+        url: String,
+        /// What was wrong.
+        #[source]
+        source: DecodeError,
+    },
+    /// The watch sent an `ERROR` event.
+    #[error("watch error event: {} {}: {}", .0.code, .0.reason, .0.message)]
+    WatchStatus(Box<Status>),
+}
+
+impl Error {
+    /// 410 Gone / `Expired` / "too old resource version": the reflector must relist.
+    pub fn is_expired(&self) -> bool {
+        match self {
+            Self::Client(e) => e.is_gone(),
+            Self::WatchStatus(s) => s.code == 410 || s.reason == "Expired" || s.reason == "Gone",
+            Self::Decode { .. } => false,
+        }
+    }
+
+    /// The server refused the request itself (e.g. an unsupported parameter), as opposed
+    /// to a transport failure.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Self::Client(e) => e.status(),
+            Self::WatchStatus(s) => Some(s),
+            Self::Decode { .. } => None,
+        }
+    }
+}
+
+impl From<ferrokube_client::Error> for Error {
+    fn from(e: ferrokube_client::Error) -> Self {
+        Self::Client(e)
+    }
+}
+
+/// A decoded watch event; objects are already behind an `Arc`.
+#[derive(Debug)]
+pub enum Event<K> {
+    /// An object was created (or, in a streaming list, is part of the initial state).
+    Added(Arc<K>),
+    /// An object changed.
+    Modified(Arc<K>),
+    /// An object was deleted (its last state).
+    Deleted(Arc<K>),
+    /// The collection reached `resource_version`.
+    Bookmark {
+        /// The bookmark's resourceVersion.
+        resource_version: String,
+        /// Annotated `k8s.io/initial-events-end`: a streaming list's initial state is complete.
+        initial_events_end: bool,
+    },
+}
+
+#[derive(Deserialize)]
+struct BookmarkObject {
+    metadata: BookmarkMeta,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookmarkMeta {
+    #[serde(default)]
+    resource_version: String,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// The list and watch calls for one resource type and scope (client-go's `ListerWatcher`).
+#[derive(Clone, Debug)]
+pub struct ListWatch<K> {
+    api: Api<K>,
+    decoder: Decoder<K>,
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+}
+
+impl<K> ListWatch<K>
+where
+    K: kube::Resource + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Lists and watches through `api` (its namespace is the scope), decoding with `decoder`.
+    pub fn new(api: Api<K>, decoder: Decoder<K>) -> Self {
+        Self {
+            api,
+            decoder,
+            label_selector: None,
+            field_selector: None,
+        }
+    }
+
+    /// Restricts to objects matching a label selector.
+    #[must_use]
+    pub fn labels(mut self, selector: Option<String>) -> Self {
+        self.label_selector = selector;
+        self
+    }
+
+    /// Restricts to objects matching a field selector.
+    #[must_use]
+    pub fn fields(mut self, selector: Option<String>) -> Self {
+        self.field_selector = selector;
+        self
+    }
+
+    fn scoped(&self, mut options: ListOptions) -> ListOptions {
+        options.label_selector.clone_from(&self.label_selector);
+        options.field_selector.clone_from(&self.field_selector);
+        options
+    }
+
+    /// One list call (one page when `options.limit` is set), decoded while it streams in.
+    pub async fn list(&self, options: ListOptions) -> Result<(ListMeta, Vec<Arc<K>>), Error> {
+        let request = self
+            .api
+            .request(Method::GET)
+            .params(self.scoped(options).to_query(false));
+        let url = request.url();
+        let mut body = request.response().await?.into_inner().into_body();
+        let mut decoder = ListDecoder::new(self.decoder.clone());
+        let decode_error = |source| Error::Decode {
+            url: url.clone(),
+            source,
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| {
+                Error::Client(ferrokube_client::Error::Body {
+                    verb: Method::GET,
+                    url: url.clone(),
+                    source,
+                })
+            })?;
+            if let Ok(data) = frame.into_data() {
+                decoder.feed(&data).map_err(decode_error)?;
+            }
+        }
+        decoder.finish().map_err(decode_error)
+    }
+
+    /// A watch; events are decoded one frame at a time. The stream ends after the first
+    /// error, or when the server closes the watch.
+    pub async fn watch(
+        &self,
+        options: ListOptions,
+    ) -> Result<impl Stream<Item = Result<Event<K>, Error>> + Send + use<K>, Error> {
+        let request = self
+            .api
+            .request(Method::GET)
+            .params(self.scoped(options).to_query(true));
+        let url = request.url();
+        let lines = request.lines().await?;
+        let decoder = self.decoder.clone();
+        Ok(lines.scan(false, move |ended, line| {
+            let event = if *ended {
+                None
+            } else {
+                let event = line
+                    .map_err(Error::Client)
+                    .and_then(|line| decode_event(&decoder, &line, &url));
+                *ended = event.is_err();
+                Some(event)
+            };
+            std::future::ready(event)
+        }))
+    }
+}
+
+fn decode_event<K: DeserializeOwned>(
+    decoder: &Decoder<K>,
+    line: &Bytes,
+    url: &str,
+) -> Result<Event<K>, Error> {
+    let decode_error = |source| Error::Decode {
+        url: url.to_owned(),
+        source,
+    };
+    let frame = split_frame(line).map_err(decode_error)?;
+    let object = |what: &'static str| {
+        decoder
+            .object(frame.object, || format!("the object of a {what} event"))
+            .map(Arc::new)
+            .map_err(decode_error)
+    };
+    let serde_error = |what: &'static str| {
+        move |source| {
+            decode_error(DecodeError::Object {
+                what: format!("the object of a {what} event"),
+                kind: what,
+                source,
+            })
+        }
+    };
+    Ok(match frame.kind {
+        b"ADDED" => Event::Added(object("ADDED")?),
+        b"MODIFIED" => Event::Modified(object("MODIFIED")?),
+        b"DELETED" => Event::Deleted(object("DELETED")?),
+        b"BOOKMARK" => {
+            let b: BookmarkObject =
+                serde_json::from_slice(frame.object).map_err(serde_error("BOOKMARK"))?;
+            Event::Bookmark {
+                initial_events_end: b
+                    .metadata
+                    .annotations
+                    .get(ferrokube_client::watch::INITIAL_EVENTS_END)
+                    .is_some_and(|v| v == "true"),
+                resource_version: b.metadata.resource_version,
+            }
+        }
+        b"ERROR" => {
+            let status: Status =
+                serde_json::from_slice(frame.object).map_err(serde_error("ERROR"))?;
+            return Err(Error::WatchStatus(Box::new(status)));
+        }
+        other => {
+            return Err(decode_error(DecodeError::Malformed(format!(
+                "unknown watch event type {:?}",
+                String::from_utf8_lossy(other)
+            ))));
+        }
+    })
+}
