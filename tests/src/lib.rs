@@ -72,7 +72,8 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     let args = Arguments::from_args();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kube_client::client::builder=off".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_client::client::builder=off".into()),
         )
         .with_test_writer()
         .try_init();
