@@ -21,6 +21,7 @@ use crate::watch::WatchEvent;
 /// What a delete returned: the object (still present while finalizers or foreground
 /// deletion run, or its final state) or a `Status`.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per delete, never stored in bulk
 pub enum Deleted<T> {
     /// The object as the server returned it.
     Object(T),
@@ -29,7 +30,6 @@ pub enum Deleted<T> {
 }
 
 /// The verbs of one resource type in one namespace (or cluster-wide).
-#[derive(Clone, Debug)]
 pub struct Api<K> {
     client: Client,
     namespace: Option<String>,
@@ -37,6 +37,30 @@ pub struct Api<K> {
     version: String,
     plural: String,
     _kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Api<K> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            namespace: self.namespace.clone(),
+            group: self.group.clone(),
+            version: self.version.clone(),
+            plural: self.plural.clone(),
+            _kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for Api<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("plural", &self.plural)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 impl<K: Resource> Api<K> {

@@ -20,9 +20,15 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod error;
+pub mod events;
+pub mod exec;
+pub mod leader_election;
+pub mod logs;
 pub mod options;
 pub mod request;
+pub mod restmapper;
 pub mod retry;
 pub mod throttle;
 pub mod watch;
@@ -30,12 +36,18 @@ pub mod watch;
 pub use api::{Api, Deleted};
 pub use client::Client;
 pub use config::{Config, ConfigError};
+pub use discovery::{Discovery, ResourceInfo};
 pub use error::{ApiError, Error, Result, Status};
+pub use events::{BroadcasterConfig, EventBroadcaster, EventType, Recorder};
+pub use exec::{AttachOptions, AttachedProcess, ExecOptions};
+pub use leader_election::{LeaderElectionConfig, LeaderElector, LeaderEvent};
+pub use logs::{LogOptions, LogStream};
 pub use options::{
     DeleteOptions, ListOptions, Patch, PatchOptions, PropagationPolicy, ResourceVersionMatch,
     WriteOptions,
 };
 pub use request::Request;
+pub use restmapper::RestMapper;
 pub use watch::WatchEvent;
 
 pub use k8s_openapi;

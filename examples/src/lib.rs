@@ -11,11 +11,13 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Minimal `--flag value` / `--flag=value` / `--switch` parsing for the examples.
+/// Minimal `--flag value` / `--flag=value` / `--switch` parsing for the examples; arguments
+/// that do not start with `-` are positional.
 #[derive(Debug, Default)]
 pub struct Flags {
     values: HashMap<String, String>,
     switches: Vec<String>,
+    positional: Vec<String>,
 }
 
 impl Flags {
@@ -45,6 +47,8 @@ impl Flags {
                 flags.values.insert(name, value);
             } else if switches.contains(&name.as_str()) && inline.is_none() {
                 flags.switches.push(name);
+            } else if !arg.starts_with('-') {
+                flags.positional.push(arg);
             } else {
                 let mut known: Vec<&str> = valued.to_vec();
                 known.extend_from_slice(switches);
@@ -65,5 +69,10 @@ impl Flags {
     /// Whether a switch was given.
     pub fn is_set(&self, name: &str) -> bool {
         self.switches.iter().any(|s| s == name)
+    }
+
+    /// The positional arguments, in order.
+    pub fn positional(&self) -> &[String] {
+        &self.positional
     }
 }

@@ -93,12 +93,31 @@ struct BookmarkMeta {
 }
 
 /// The list and watch calls for one resource type and scope (client-go's `ListerWatcher`).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ListWatch<K> {
     api: Api<K>,
     decoder: Decoder<K>,
     label_selector: Option<String>,
     field_selector: Option<String>,
+    metadata_only: bool,
+}
+
+/// `Accept` for metadata-only lists and watches.
+const METADATA_LIST: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+const METADATA_WATCH: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
+impl<K> Clone for ListWatch<K> {
+    fn clone(&self) -> Self {
+        Self {
+            api: self.api.clone(),
+            decoder: self.decoder.clone(),
+            label_selector: self.label_selector.clone(),
+            field_selector: self.field_selector.clone(),
+            metadata_only: self.metadata_only,
+        }
+    }
 }
 
 impl<K> ListWatch<K>
@@ -112,7 +131,15 @@ where
             decoder,
             label_selector: None,
             field_selector: None,
+            metadata_only: false,
         }
+    }
+
+    /// Asks the server for `PartialObjectMetadata` only (for `PartialObjectMeta<T>` informers).
+    #[must_use]
+    pub fn metadata_only(mut self, on: bool) -> Self {
+        self.metadata_only = on;
+        self
     }
 
     /// Restricts to objects matching a label selector.
@@ -141,6 +168,11 @@ where
             .api
             .request(Method::GET)
             .params(self.scoped(options).to_query(false));
+        let request = if self.metadata_only {
+            request.header(http::header::ACCEPT, METADATA_LIST)
+        } else {
+            request
+        };
         let url = request.url();
         let mut body = request.response().await?.into_inner().into_body();
         let mut decoder = ListDecoder::new(self.decoder.clone());
@@ -173,6 +205,11 @@ where
             .api
             .request(Method::GET)
             .params(self.scoped(options).to_query(true));
+        let request = if self.metadata_only {
+            request.header(http::header::ACCEPT, METADATA_WATCH)
+        } else {
+            request
+        };
         let url = request.url();
         let lines = request.lines().await?;
         let decoder = self.decoder.clone();

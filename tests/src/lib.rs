@@ -90,7 +90,8 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     let options = EnvironmentOptions::default();
     let existing = options.uses_existing_cluster();
     let assets = options.resolved_assets_dir();
-    if !existing && !(assets.join("etcd").is_file() && assets.join("kube-apiserver").is_file()) {
+    let has_assets = assets.join("etcd").is_file() && assets.join("kube-apiserver").is_file();
+    if !existing && !has_assets {
         println!(
             "e2e: SKIPPED: no control plane: {} holds no etcd and kube-apiserver \
              (set KUBEBUILDER_ASSETS, or USE_EXISTING_CLUSTER=true to use KUBECONFIG)",

@@ -1,13 +1,21 @@
 //! End-to-end tests against a real kube-apiserver (see the `tests` crate docs).
 
+mod client_verbs;
 mod control_plane;
 mod core;
+mod events;
+mod informer;
+mod leader_election;
 mod reflector;
 
 fn main() -> std::process::ExitCode {
     let mut tests = Vec::new();
     tests.extend(core::tests());
+    tests.extend(client_verbs::tests());
     tests.extend(control_plane::tests());
     tests.extend(reflector::tests());
+    tests.extend(informer::tests());
+    tests.extend(leader_election::tests());
+    tests.extend(events::tests());
     tests::run(tests)
 }

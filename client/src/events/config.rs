@@ -1,0 +1,132 @@
+//! [`BroadcasterConfig`]: queue size, series window, flush period, aggregation and spam
+//! filter limits, and how writes are retried. Defaults are client-go's.
+
+use std::time::Duration;
+
+use crate::retry::Backoff;
+
+/// How an [`EventBroadcaster`](super::EventBroadcaster) behaves. `Default` gives client-go's
+/// values, except the write retries (client-go: 12 tries 10 s apart; here a short backoff).
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct BroadcasterConfig {
+    /// How many recorded events may wait for the broadcaster's task; more are dropped
+    /// (client-go's `maxQueuedEvents`, 1000).
+    pub queue_capacity: usize,
+    /// How often changed series are written (one PATCH per series per period).
+    pub flush_interval: Duration,
+    /// A repeat within this long after the last occurrence extends the series; later, a new
+    /// event is created (client-go's `finishTime`, 6 minutes).
+    pub series_window: Duration,
+    /// Aggregation starts at this many different notes for otherwise identical events
+    /// (client-go's `defaultAggregateMaxEvents`, 10); 0 turns aggregation off.
+    pub aggregate_max_events: usize,
+    /// A similar event after this long a pause starts aggregation afresh
+    /// (`defaultAggregateIntervalInSeconds`, 10 minutes).
+    pub aggregate_interval: Duration,
+    /// Events per reporter + object the spam filter lets through at once
+    /// (`defaultSpamBurst`, 25); 0 turns the filter off.
+    pub spam_burst: u32,
+    /// The spam filter gives back one event per this period (`defaultSpamQPS`: 1 / 300 s).
+    pub spam_refill: Duration,
+    /// How many keys the correlator and the series cache remember (`maxLruCacheEntries`, 4096).
+    pub cache_size: usize,
+    /// How many writes may run at once.
+    pub max_concurrent_writes: usize,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// Delays between attempts of a write that failed for a reason worth retrying (no
+    /// response, timeout, 429, 5xx); when they run out the write is given up.
+    pub retry: Backoff,
+    /// How long [`shutdown`](super::EventBroadcaster::shutdown) waits for the last writes.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for BroadcasterConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1000,
+            flush_interval: Duration::from_secs(30),
+            series_window: Duration::from_secs(6 * 60),
+            aggregate_max_events: 10,
+            aggregate_interval: Duration::from_secs(600),
+            spam_burst: 25,
+            spam_refill: Duration::from_secs(300),
+            cache_size: 4096,
+            max_concurrent_writes: 8,
+            request_timeout: Duration::from_secs(10),
+            retry: Backoff {
+                duration: Duration::from_millis(500),
+                factor: 2.0,
+                jitter: 0.25,
+                steps: 4,
+                cap: Duration::from_secs(5),
+            },
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BroadcasterConfig {
+    /// Sets [`queue_capacity`](Self::queue_capacity) (at least 1).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets [`flush_interval`](Self::flush_interval) (at least 1 ms).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`series_window`](Self::series_window).
+    pub fn series_window(mut self, window: Duration) -> Self {
+        self.series_window = window;
+        self
+    }
+
+    /// Sets the aggregation threshold and interval (`max_events` 0: off).
+    pub fn aggregation(mut self, max_events: usize, interval: Duration) -> Self {
+        self.aggregate_max_events = max_events;
+        self.aggregate_interval = interval;
+        self
+    }
+
+    /// Sets the spam filter's burst and refill period (`burst` 0: off).
+    pub fn spam_filter(mut self, burst: u32, refill: Duration) -> Self {
+        self.spam_burst = burst;
+        self.spam_refill = refill;
+        self
+    }
+
+    /// Sets [`cache_size`](Self::cache_size) (at least 1).
+    pub fn cache_size(mut self, size: usize) -> Self {
+        self.cache_size = size.max(1);
+        self
+    }
+
+    /// Sets [`max_concurrent_writes`](Self::max_concurrent_writes) (at least 1).
+    pub fn max_concurrent_writes(mut self, writes: usize) -> Self {
+        self.max_concurrent_writes = writes.max(1);
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`retry`](Self::retry).
+    pub fn retry(mut self, backoff: Backoff) -> Self {
+        self.retry = backoff;
+        self
+    }
+
+    /// Sets [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+}

@@ -1,0 +1,388 @@
+//! Shared informers against a real API server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use ferrokube_informer::reflector::InitialList;
+use ferrokube_informer::{EventHandlerFuncs, InformerConfig, SharedIndexInformer};
+use ferrokube_runtime::client::{Api, Client, ListOptions, WriteOptions};
+use ferrokube_runtime::envtest::EnvironmentOptions;
+use k8s_openapi::api::core::v1::ConfigMap;
+use parking_lot::Mutex;
+use tests::{Context, Test, eventually};
+use tokio_util::sync::CancellationToken;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::new(
+            "informer::cache_matches_fresh_list_and_handlers_see_order",
+            cache_and_order,
+        ),
+        Test::new("informer::late_handler_gets_replay", late_handler),
+        Test::new(
+            "informer::slow_handler_does_not_delay_fast_one",
+            slow_handler,
+        ),
+        Test::new(
+            "informer::streaming_and_paged_give_same_cache",
+            streaming_vs_paged,
+        ),
+        Test::new(
+            "informer::api_server_restart_and_compaction_converge",
+            restart_and_compaction,
+        )
+        .starts_control_planes(),
+    ]
+}
+
+fn configmap(name: &str, value: &str) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.to_owned());
+    cm.data = Some(BTreeMap::from([("v".to_owned(), value.to_owned())]));
+    cm
+}
+
+fn name(cm: &ConfigMap) -> String {
+    cm.metadata.name.clone().unwrap_or_default()
+}
+
+fn value(cm: &ConfigMap) -> String {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get("v"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn versions<'a>(items: impl Iterator<Item = &'a ConfigMap>) -> BTreeMap<String, String> {
+    items
+        .map(|c| {
+            (
+                name(c),
+                c.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn matches_fresh_list(
+    api: &Api<ConfigMap>,
+    informer: &SharedIndexInformer<ConfigMap>,
+) -> anyhow::Result<()> {
+    let expected = versions(api.list(&ListOptions::default()).await?.items.iter());
+    eventually(
+        "the cache to match a fresh list",
+        Duration::from_secs(30),
+        || async {
+            let cached = informer.indexer().list();
+            (versions(cached.iter().map(|o| o.as_ref())) == expected).then_some(())
+        },
+    )
+    .await
+}
+
+fn start(informer: &SharedIndexInformer<ConfigMap>) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let (i, c) = (informer.clone(), cancel.clone());
+    tokio::spawn(async move { i.run(c).await });
+    cancel
+}
+
+async fn cache_and_order(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    for i in 0..5 {
+        api.create(
+            &configmap(&format!("cm-{i}"), "0"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let seen: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let record = |seen: &Arc<Mutex<HashMap<String, Vec<String>>>>, cm: &ConfigMap, what: &str| {
+        seen.lock()
+            .entry(name(cm))
+            .or_default()
+            .push(format!("{what}:{}", value(cm)));
+    };
+    let (s1, s2, s3) = (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
+    let registration = informer.add_event_handler(
+        EventHandlerFuncs::default()
+            .on_add(move |o, _| record(&s1, &o, "add"))
+            .on_update(move |_, n| record(&s2, &n, "update"))
+            .on_delete(move |o| record(&s3, o.object(), "delete")),
+    );
+    let cancel = start(&informer);
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+    eventually("the handler to sync", Duration::from_secs(10), || async {
+        registration.has_synced().then_some(())
+    })
+    .await?;
+    ensure!(
+        informer.indexer().len() == 5,
+        "cache has {} objects",
+        informer.indexer().len()
+    );
+
+    for round in 1..=3 {
+        for i in 0..5 {
+            let mut cm = api.get(&format!("cm-{i}")).await?;
+            cm.data = Some(BTreeMap::from([("v".to_owned(), round.to_string())]));
+            api.update(&cm, &WriteOptions::default()).await?;
+        }
+    }
+    api.delete("cm-4", &Default::default()).await?;
+    api.create(&configmap("cm-new", "x"), &WriteOptions::default())
+        .await?;
+    matches_fresh_list(&api, &informer).await?;
+    ensure!(
+        informer
+            .indexer()
+            .list()
+            .iter()
+            .all(|o| o.metadata.managed_fields.is_none()),
+        "managedFields not stripped"
+    );
+
+    let expected_updates = ["add:0", "update:1", "update:2", "update:3"];
+    eventually("every event in order", Duration::from_secs(10), || async {
+        let seen = seen.lock();
+        let ok = (0..4).all(|i| {
+            seen.get(&format!("cm-{i}"))
+                .is_some_and(|e| e == &expected_updates)
+        }) && seen
+            .get("cm-4")
+            .is_some_and(|e| e.last().is_some_and(|l| l == "delete:3"))
+            && seen.get("cm-new").is_some_and(|e| e == &["add:x"]);
+        ok.then_some(())
+    })
+    .await
+    .with_context(|| format!("handler saw {:?}", seen.lock()))?;
+    cancel.cancel();
+    Ok(())
+}
+
+async fn late_handler(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    for i in 0..7 {
+        api.create(
+            &configmap(&format!("cm-{i}"), "0"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let cancel = start(&informer);
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+
+    let replayed: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let r = Arc::clone(&replayed);
+    let registration =
+        informer.add_event_handler(EventHandlerFuncs::default().on_add(move |o, initial| {
+            r.lock().push((name(&o), initial));
+        }));
+    eventually(
+        "the late handler to sync",
+        Duration::from_secs(10),
+        || async { registration.has_synced().then_some(()) },
+    )
+    .await?;
+    let got = replayed.lock().clone();
+    ensure!(
+        got.len() == 7 && got.iter().all(|(_, initial)| *initial),
+        "replay was {got:?}"
+    );
+
+    api.create(&configmap("later", "1"), &WriteOptions::default())
+        .await?;
+    eventually(
+        "a live add after the replay",
+        Duration::from_secs(10),
+        || async {
+            replayed
+                .lock()
+                .iter()
+                .any(|(n, initial)| n == "later" && !initial)
+                .then_some(())
+        },
+    )
+    .await?;
+    informer.remove_event_handler(&registration);
+    cancel.cancel();
+    Ok(())
+}
+
+async fn slow_handler(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let slow_seen = Arc::new(Mutex::new(0usize));
+    let fast_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let s = Arc::clone(&slow_seen);
+    let _slow = informer.add_event_handler(EventHandlerFuncs::default().on_add(move |_, _| {
+        std::thread::sleep(Duration::from_millis(500));
+        *s.lock() += 1;
+    }));
+    let f = Arc::clone(&fast_seen);
+    let _fast = informer.add_event_handler(EventHandlerFuncs::default().on_add(move |o, _| {
+        f.lock().insert(name(&o), Instant::now());
+    }));
+    let cancel = start(&informer);
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+
+    let started = Instant::now();
+    for i in 0..10 {
+        api.create(
+            &configmap(&format!("cm-{i}"), "0"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    // The slow handler needs 5 s for these; the fast one must not wait for it.
+    eventually(
+        "the fast handler to see all",
+        Duration::from_secs(4),
+        || async { (fast_seen.lock().len() == 10).then_some(()) },
+    )
+    .await?;
+    let fast_done = started.elapsed();
+    let slow_count = *slow_seen.lock();
+    ensure!(
+        slow_count < 10,
+        "the slow handler already saw {slow_count} (test not meaningful)"
+    );
+    ensure!(
+        fast_done < Duration::from_secs(4),
+        "fast handler took {fast_done:?}"
+    );
+    cancel.cancel();
+    Ok(())
+}
+
+async fn streaming_vs_paged(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    for i in 0..30 {
+        api.create(
+            &configmap(&format!("cm-{i}"), &i.to_string()),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    let paged = SharedIndexInformer::new(api.clone(), InformerConfig::default().page_size(7));
+    let streaming = SharedIndexInformer::new(
+        api.clone(),
+        InformerConfig::default().initial_list(InitialList::Streaming),
+    );
+    let (c1, c2) = (start(&paged), start(&streaming));
+    ensure!(paged.wait_for_cache_sync(&c1).await && streaming.wait_for_cache_sync(&c2).await);
+    let a = versions(paged.indexer().list().iter().map(|o| o.as_ref()));
+    let b = versions(streaming.indexer().list().iter().map(|o| o.as_ref()));
+    ensure!(a.len() == 30 && a == b, "paged {a:?} vs streaming {b:?}");
+    matches_fresh_list(&api, &streaming).await?;
+    c1.cancel();
+    c2.cancel();
+    Ok(())
+}
+
+/// POST to etcd's JSON gateway (plain HTTP on loopback).
+async fn etcd_post(etcd_url: &str, path: &str, body: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = etcd_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    ensure!(response.starts_with("HTTP/1.1 200"), "etcd said {response}");
+    Ok(response)
+}
+
+async fn restart_and_compaction(_ctx: Context) -> anyhow::Result<()> {
+    let mut env = EnvironmentOptions::default().start().await?;
+    let client = Client::from_kube(env.client()?);
+    let api = client.namespaced::<ConfigMap>("default");
+    for i in 0..10 {
+        api.create(
+            &configmap(&format!("cm-{i}"), "0"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let cancel = start(&informer);
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+    matches_fresh_list(&api, &informer).await?;
+
+    // Restart the API server; change things while it is down is not possible, so change
+    // them right after, then compact etcd so the informer's resourceVersion is too old.
+    env.restart_api_server().await?;
+    let client = Client::from_kube(env.client()?);
+    let api = client.namespaced::<ConfigMap>("default");
+    for i in 0..5 {
+        api.delete(&format!("cm-{i}"), &Default::default()).await?;
+        api.create(
+            &configmap(&format!("new-{i}"), "1"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    matches_fresh_list(&api, &informer)
+        .await
+        .context("after the API server restart")?;
+
+    env.restart_api_server().await?;
+    let client = Client::from_kube(env.client()?);
+    let api = client.namespaced::<ConfigMap>("default");
+    for i in 5..10 {
+        let mut cm = api.get(&format!("cm-{i}")).await?;
+        cm.data = Some(BTreeMap::from([("v".to_owned(), "2".to_owned())]));
+        api.update(&cm, &WriteOptions::default()).await?;
+    }
+    api.delete("new-0", &Default::default()).await?;
+    let rv = api
+        .list(&ListOptions::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("no rv")?;
+    let etcd = env.etcd_url().context("no etcd")?.to_owned();
+    etcd_post(
+        &etcd,
+        "/v3/kv/compaction",
+        &format!("{{\"revision\":\"{rv}\",\"physical\":true}}"),
+    )
+    .await?;
+    env.restart_api_server().await?;
+    let client = Client::from_kube(env.client()?);
+    let api = client.namespaced::<ConfigMap>("default");
+    api.create(
+        &configmap("after-compaction", "3"),
+        &WriteOptions::default(),
+    )
+    .await?;
+    matches_fresh_list(&api, &informer)
+        .await
+        .context("after compaction")?;
+    cancel.cancel();
+    Ok(())
+}
