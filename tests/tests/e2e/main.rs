@@ -3,6 +3,7 @@
 mod client_verbs;
 mod control_plane;
 mod core;
+mod discovery;
 mod events;
 mod informer;
 mod leader_election;
@@ -12,6 +13,7 @@ fn main() -> std::process::ExitCode {
     let mut tests = Vec::new();
     tests.extend(core::tests());
     tests.extend(client_verbs::tests());
+    tests.extend(discovery::tests());
     tests.extend(control_plane::tests());
     tests.extend(reflector::tests());
     tests.extend(informer::tests());
