@@ -5,12 +5,13 @@
 //! ```text
 //! cargo run --release -p ferrokube-informer --example informer_bench -- \
 //!     --resource pods|configmaps --namespace NS --expect N \
-//!     [--keep-managed-fields] [--streaming] [--kubeconfig PATH]
+//!     [--keep-managed-fields] [--streaming] [--compact] [--kubeconfig PATH]
 //! ```
 
 use std::time::{Duration, Instant};
 
 use ferrokube_client::Config;
+use ferrokube_informer::compact::{Compact, CompactInformer};
 use ferrokube_informer::reflector::InitialList;
 use ferrokube_informer::{InformerConfig, SharedIndexInformer};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -23,6 +24,7 @@ struct Args {
     expect: usize,
     keep_managed_fields: bool,
     streaming: bool,
+    compact: bool,
     kubeconfig: Option<String>,
 }
 
@@ -33,6 +35,7 @@ fn parse() -> Result<Args, String> {
         expect: 0,
         keep_managed_fields: false,
         streaming: false,
+        compact: false,
         kubeconfig: None,
     };
     let mut it = std::env::args().skip(1);
@@ -48,6 +51,7 @@ fn parse() -> Result<Args, String> {
             "--kubeconfig" => args.kubeconfig = Some(value("--kubeconfig")?),
             "--keep-managed-fields" => args.keep_managed_fields = true,
             "--streaming" => args.streaming = true,
+            "--compact" => args.compact = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -69,30 +73,33 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn sync<K>(
-    client: ferrokube_client::Client,
-    args: &Args,
+fn config<K>(args: &Args) -> InformerConfig<K> {
+    let config = InformerConfig::default().keep_managed_fields(args.keep_managed_fields);
+    if args.streaming {
+        config.initial_list(InitialList::Streaming)
+    } else {
+        config
+    }
+}
+
+async fn wait_for<K>(
+    informer: &SharedIndexInformer<K>,
+    expect: usize,
 ) -> Result<usize, Box<dyn std::error::Error>>
 where
-    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut config = InformerConfig::default().keep_managed_fields(args.keep_managed_fields);
-    if args.streaming {
-        config = config.initial_list(InitialList::Streaming);
-    }
-    let informer = SharedIndexInformer::new(client.namespaced::<K>(&args.namespace), config);
     let cancel = CancellationToken::new();
     let run = {
         let (informer, cancel) = (informer.clone(), cancel.clone());
         tokio::spawn(async move { informer.run(cancel).await })
     };
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !(informer.has_synced() && informer.indexer().len() >= args.expect) {
+    while !(informer.has_synced() && informer.indexer().len() >= expect) {
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {} objects after 300 s",
-                informer.indexer().len(),
-                args.expect
+                "only {} of {expect} objects after 300 s",
+                informer.indexer().len()
             )
             .into());
         }
@@ -102,6 +109,24 @@ where
     cancel.cancel();
     let _ = run.await;
     Ok(objects)
+}
+
+async fn sync<K>(
+    client: ferrokube_client::Client,
+    args: &Args,
+) -> Result<usize, Box<dyn std::error::Error>>
+where
+    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Send + Sync + 'static,
+{
+    if args.compact {
+        let informer =
+            CompactInformer::<K>::new(&client, Some(&args.namespace), config::<Compact<K>>(args));
+        wait_for(informer.compact(), args.expect).await
+    } else {
+        let informer =
+            SharedIndexInformer::new(client.namespaced::<K>(&args.namespace), config::<K>(args));
+        wait_for(&informer, args.expect).await
+    }
 }
 
 #[tokio::main]
@@ -119,11 +144,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => sync::<ConfigMap>(client, &args).await?,
     };
     println!(
-        "RESULT resource={} objects={} sync_ms={} streaming={} keep_managed_fields={} peak_rss_kib={}",
+        "RESULT resource={} objects={} sync_ms={} streaming={} compact={} keep_managed_fields={} peak_rss_kib={}",
         args.resource,
         objects,
         start.elapsed().as_millis(),
         args.streaming,
+        args.compact,
         args.keep_managed_fields,
         peak_rss_kib()
     );

@@ -30,3 +30,4 @@ pub use lister::Lister;
 pub mod factory;
 
 pub use factory::SharedInformerFactory;
+pub mod compact;

@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
     tests.extend(control_plane::tests());
     tests.extend(reflector::tests());
     tests.extend(informer::tests());
+    tests.extend(informer::compact_tests());
     tests.extend(leader_election::tests());
     tests.extend(events::tests());
     tests::run(tests)
