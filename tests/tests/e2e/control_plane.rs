@@ -16,6 +16,11 @@ pub fn tests() -> Vec<Test> {
             restart_cleanly,
         )
         .starts_control_planes(),
+        Test::new(
+            "control_plane::controller_manager_collects_garbage",
+            garbage_collection,
+        )
+        .starts_control_planes(),
         Test::new("control_plane::missing_assets_are_named", missing_assets),
     ]
 }
@@ -101,4 +106,50 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("ferrokube-empty-assets-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+async fn garbage_collection(_ctx: Context) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::{DeleteParams, PostParams};
+
+    let assets = EnvironmentOptions::default().resolved_assets_dir();
+    if !assets.join("kube-controller-manager").is_file() {
+        println!(
+            "skipped: no kube-controller-manager in {}",
+            assets.display()
+        );
+        return Ok(());
+    }
+    let env = EnvironmentOptions::default()
+        .controller_manager(true)
+        .start()
+        .await?;
+    ensure!(
+        env.process_ids().len() == 3,
+        "expected 3 processes: {:?}",
+        env.process_ids()
+    );
+    let api = Api::<ConfigMap>::namespaced(env.client()?, "default");
+    let mut owner = ConfigMap::default();
+    owner.metadata.name = Some("owner".into());
+    let owner = api.create(&PostParams::default(), &owner).await?;
+    let mut child = ConfigMap::default();
+    child.metadata.name = Some("child".into());
+    child.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner.metadata.uid.clone().context("owner has no uid")?,
+        ..OwnerReference::default()
+    }]);
+    api.create(&PostParams::default(), &child).await?;
+    api.delete("owner", &DeleteParams::default()).await?;
+    tests::eventually(
+        "the garbage collector to delete the child",
+        std::time::Duration::from_secs(60),
+        || async { matches!(api.get_opt("child").await, Ok(None)).then_some(()) },
+    )
+    .await?;
+    Ok(())
 }
