@@ -413,3 +413,118 @@ fn refused_streaming(e: &Error) -> bool {
     e.status()
         .is_some_and(|s| matches!(s.code, 400 | 403 | 422) || s.reason == "Invalid")
 }
+
+#[cfg(test)]
+mod tests {
+    //! Error paths a real server will not produce on demand, against an in-process service.
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use ferrokube_client::{Api, Client};
+    use http_body_util::Full;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+    use crate::decode::Decoder;
+
+    #[derive(Default)]
+    struct Recorder {
+        replaces: Mutex<Vec<(usize, String)>>,
+        adds: AtomicUsize,
+    }
+
+    impl Sink<ConfigMap> for Recorder {
+        fn replace(&self, items: Vec<Arc<ConfigMap>>, rv: String) {
+            self.replaces.lock().push((items.len(), rv));
+        }
+        fn add(&self, _: Arc<ConfigMap>) {
+            self.adds.fetch_add(1, Ordering::SeqCst);
+        }
+        fn update(&self, _: Arc<ConfigMap>) {}
+        fn delete(&self, _: Arc<ConfigMap>) {}
+        fn resync(&self) {}
+    }
+
+    const LIST: &str = r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":{"name":"a","namespace":"ns","resourceVersion":"9"}}]}"#;
+    const ADDED: &str = r#"{"type":"ADDED","object":{"metadata":{"name":"b","namespace":"ns","resourceVersion":"11"}}}"#;
+    const GONE: &str = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 11 (20)","reason":"Expired","code":410}}"#;
+
+    /// Lists answer `LIST`; the first watch sends one event then a 410, later watches hang.
+    fn client(lists: Arc<AtomicUsize>, watches: Arc<AtomicUsize>) -> Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let (lists, watches) = (Arc::clone(&lists), Arc::clone(&watches));
+            async move {
+                let body = if query.contains("watch=true") {
+                    match watches.fetch_add(1, Ordering::SeqCst) {
+                        0 => format!("{ADDED}\n{GONE}\n"),
+                        _ => {
+                            std::future::pending::<()>().await;
+                            String::new()
+                        }
+                    }
+                } else {
+                    lists.fetch_add(1, Ordering::SeqCst);
+                    LIST.to_owned()
+                };
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+            }
+        });
+        Client::from_kube(kube::Client::new(service, "default"))
+    }
+
+    #[tokio::test]
+    async fn watch_410_relists() {
+        let (lists, watches) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let api: Api<ConfigMap> = client(Arc::clone(&lists), Arc::clone(&watches)).namespaced("ns");
+        let sink = Arc::new(Recorder::default());
+        let expired = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&expired);
+        let config = ReflectorConfig {
+            watch_error_handler: Some(Arc::new(move |e: &Error| {
+                if e.is_expired() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+            })),
+            ..ReflectorConfig::default()
+        };
+        let reflector = Reflector::new(
+            "test",
+            ListWatch::new(api, Decoder::new(true, None)),
+            Arc::clone(&sink),
+            config,
+        );
+        let rv = reflector.last_sync_resource_version();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(reflector.run(cancel.clone()));
+        for _ in 0..200 {
+            if watches.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(
+            expired.load(Ordering::SeqCst),
+            1,
+            "the 410 was reported once"
+        );
+        assert_eq!(
+            lists.load(Ordering::SeqCst),
+            2,
+            "a 410 relists (no backoff needed)"
+        );
+        assert_eq!(
+            sink.adds.load(Ordering::SeqCst),
+            1,
+            "the event before the 410 was kept"
+        );
+        assert_eq!(
+            *sink.replaces.lock(),
+            vec![(1, "10".to_owned()), (1, "10".to_owned())]
+        );
+        assert_eq!(*rv.lock(), "10");
+    }
+}
