@@ -489,3 +489,86 @@ async fn compact_mode(ctx: Context) -> anyhow::Result<()> {
     cancel.cancel();
     Ok(())
 }
+
+pub fn factory_tests() -> Vec<Test> {
+    vec![Test::new(
+        "informer::factory_typed_metadata_and_dynamic_informers",
+        factory,
+    )]
+}
+
+async fn factory(ctx: Context) -> anyhow::Result<()> {
+    use ferrokube_informer::SharedInformerFactory;
+    use ferrokube_informer::labels::Selector;
+    use kube::core::{ApiResource, PartialObjectMeta};
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    for i in 0..4 {
+        let mut cm = configmap(&format!("cm-{i}"), "v");
+        cm.metadata.labels = Some(BTreeMap::from([(
+            "even".to_owned(),
+            (i % 2 == 0).to_string(),
+        )]));
+        api.create(&cm, &WriteOptions::default()).await?;
+    }
+    let factory = SharedInformerFactory::new(client.clone(), None).namespace(&ctx.namespace);
+    let typed = factory.informer_for::<ConfigMap>();
+    let again = factory.informer_for::<ConfigMap>();
+    let metadata = factory.metadata_informer_for::<ConfigMap>();
+    let dynamic = factory.dynamic_informer(&ApiResource::erase::<ConfigMap>(&()));
+    factory.start();
+    let cancel = CancellationToken::new();
+    let synced = factory.wait_for_cache_sync(&cancel).await;
+    ensure!(
+        synced.len() == 3 && synced.values().all(|s| *s),
+        "synced: {synced:?}"
+    );
+    ensure!(
+        again.indexer().len() == 4,
+        "the same informer is shared: {}",
+        again.indexer().len()
+    );
+
+    let lister = factory.lister_for::<ConfigMap>();
+    ensure!(
+        lister.list(&Selector::parse("even=true")?).len() == 2,
+        "label selection"
+    );
+    ensure!(
+        lister
+            .list_namespaced(&ctx.namespace, &Selector::everything())
+            .len()
+            == 4
+    );
+    let cm0 = lister
+        .get(Some(&ctx.namespace), "cm-0")
+        .context("cm-0 missing")?;
+    ensure!(value(&cm0) == "v", "typed object decoded");
+
+    let meta: Vec<Arc<PartialObjectMeta<ConfigMap>>> = metadata.indexer().list();
+    ensure!(meta.len() == 4, "metadata informer has {}", meta.len());
+    let dynamic_objects = dynamic.indexer().list();
+    ensure!(
+        dynamic_objects.len() == 4,
+        "dynamic informer has {}",
+        dynamic_objects.len()
+    );
+    ensure!(
+        dynamic_objects.iter().all(|o| o.data.get("data").is_some()),
+        "dynamic objects carry their data"
+    );
+    api.delete("cm-1", &Default::default()).await?;
+    eventually(
+        "all three informers to see the delete",
+        Duration::from_secs(10),
+        || async {
+            (typed.indexer().len() == 3
+                && metadata.indexer().len() == 3
+                && dynamic.indexer().len() == 3)
+                .then_some(())
+        },
+    )
+    .await?;
+    factory.shutdown().await;
+    Ok(())
+}

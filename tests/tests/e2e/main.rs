@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
     tests.extend(reflector::tests());
     tests.extend(informer::tests());
     tests.extend(informer::compact_tests());
+    tests.extend(informer::factory_tests());
     tests.extend(leader_election::tests());
     tests.extend(events::tests());
     tests::run(tests)
