@@ -108,6 +108,9 @@ where
     let objects = informer.indexer().len();
     cancel.cancel();
     let _ = run.await;
+    // Like the Go program, exit without tearing the cache down: freeing every object is not
+    // part of syncing it (the process exits right after printing).
+    std::mem::forget(informer.clone());
     Ok(objects)
 }
 

@@ -1,0 +1,110 @@
+use super::*;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use serde_json::json;
+
+fn list_json(n: usize) -> Vec<u8> {
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"metadata": {"name": format!("cm-{i}"), "namespace": "ns", "resourceVersion": i.to_string(),
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]},
+                "data": {"k": "v\"}]"}})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"kind": "ConfigMapList", "apiVersion": "v1",
+        "metadata": {"resourceVersion": "777", "continue": "tok"}, "items": items}))
+    .unwrap()
+}
+
+fn decode_in_chunks(
+    body: &[u8],
+    chunk: usize,
+    strip: bool,
+) -> Result<(ListMeta, Vec<Arc<ConfigMap>>), DecodeError> {
+    let mut d = ListDecoder::<ConfigMap>::new(Decoder::new(strip, None));
+    for c in body.chunks(chunk) {
+        d.feed(c)?;
+    }
+    d.finish()
+}
+
+#[test]
+fn decodes_lists_split_anywhere() {
+    let body = list_json(7);
+    for chunk in [1, 2, 3, 7, 64, 1000, body.len()] {
+        let (meta, items) = decode_in_chunks(&body, chunk, true).unwrap();
+        assert_eq!(meta.resource_version.as_deref(), Some("777"));
+        assert_eq!(meta.continue_.as_deref(), Some("tok"));
+        assert_eq!(items.len(), 7, "chunk {chunk}");
+        assert_eq!(items[3].metadata.name.as_deref(), Some("cm-3"));
+        assert!(items[3].metadata.managed_fields.is_none());
+        assert_eq!(items[3].data.as_ref().unwrap()["k"], "v\"}]");
+    }
+    let (_, kept) = decode_in_chunks(&body, 5, false).unwrap();
+    assert_eq!(
+        kept[0].metadata.managed_fields.as_ref().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn empty_and_null_items() {
+    let (meta, items) = decode_in_chunks(
+        br#"{"metadata":{"resourceVersion":"5"},"items":[]}"#,
+        3,
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        (meta.resource_version.as_deref(), items.len()),
+        (Some("5"), 0)
+    );
+    let (_, items) = decode_in_chunks(br#"{"metadata":{},"items":null}"#, 3, true).unwrap();
+    assert!(items.is_empty());
+}
+
+#[test]
+fn truncated_and_garbage_bodies_are_errors() {
+    let body = list_json(3);
+    let err = decode_in_chunks(&body[..body.len() - 10], 16, true).unwrap_err();
+    assert!(err.to_string().contains("ended early"), "{err}");
+    assert!(decode_in_chunks(b"<html>oops</html>", 4, true).is_err());
+    let bad_item = br#"{"items":[{"metadata":{"name":5}}]}"#;
+    let err = decode_in_chunks(bad_item, 100, true).unwrap_err();
+    assert!(err.to_string().contains("list item 0"), "{err}");
+}
+
+#[test]
+fn splits_watch_frames() {
+    let line = br#"{"type":"ADDED","object":{"metadata":{"name":"a"}}}"#;
+    let f = split_frame(line).unwrap();
+    assert_eq!(f.kind, b"ADDED");
+    assert_eq!(f.object, br#"{"metadata":{"name":"a"}}"#);
+    let reversed = br#"{"object":{"kind":"Status"},"type":"ERROR"}"#;
+    assert_eq!(split_frame(reversed).unwrap().kind, b"ERROR");
+    for bad in [
+        &b"garbage"[..],
+        b"{\"type\":\"ADDED\"}",
+        b"{\"type\":\"ADDED\",\"object\":{",
+    ] {
+        assert!(split_frame(bad).is_err());
+    }
+}
+
+#[test]
+fn transform_is_applied() {
+    let d = Decoder::<ConfigMap>::new(
+        true,
+        Some(Arc::new(|mut cm: ConfigMap| {
+            cm.data = None;
+            cm
+        })),
+    );
+    let cm = d
+        .object(
+            br#"{"metadata":{"name":"a"},"data":{"x":"y"}}"#,
+            String::new,
+        )
+        .unwrap();
+    assert!(cm.data.is_none());
+}
