@@ -9,6 +9,8 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use crate::strip::strip_managed_fields;
+
 /// An object of type `T` held as compact JSON (without `managedFields`), with its metadata
 /// decoded for keys, resourceVersions and label selection. [`decode`](Self::decode) gives
 /// the full object.
@@ -63,14 +65,20 @@ struct MetadataOnly {
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Compact<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw: Box<RawValue> = Deserialize::deserialize(deserializer)?;
-        serde_json::from_str::<T>(raw.get()).map_err(D::Error::custom)?;
+        let json: Box<str> = match strip_managed_fields(raw.get().as_bytes()) {
+            // Cutting a member out of valid JSON leaves valid UTF-8.
+            Some(stripped) => String::from_utf8(stripped)
+                .map_err(D::Error::custom)?
+                .into_boxed_str(),
+            None => raw.get().into(),
+        };
+        serde_json::from_str::<T>(&json).map_err(D::Error::custom)?;
         let MetadataOnly { mut metadata } =
-            serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
-        metadata.managed_fields = None;
+            serde_json::from_str(&json).map_err(D::Error::custom)?;
         metadata.annotations = None;
         Ok(Self {
             meta: metadata,
-            json: raw.get().into(),
+            json,
             _type: PhantomData,
         })
     }
@@ -124,6 +132,15 @@ mod tests {
         assert_eq!(full.data.unwrap()["k"], "v");
         assert_eq!(full.metadata.annotations.unwrap()["big"], "zzz");
         assert_eq!(Compact::<ConfigMap>::plural(&()), "configmaps");
+    }
+
+    #[test]
+    fn managed_fields_are_not_kept() {
+        let json = r#"{"metadata":{"name":"a","managedFields":[{"manager":"m","fieldsV1":{"f:data":{}}}]},"data":{"k":"v"}}"#;
+        let c: Compact<ConfigMap> = serde_json::from_str(json).unwrap();
+        assert!(!c.json().contains("managedFields"), "{}", c.json());
+        assert!(c.meta().managed_fields.is_none());
+        assert_eq!(c.decode().unwrap().data.unwrap()["k"], "v");
     }
 
     #[test]
