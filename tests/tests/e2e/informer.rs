@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 use tests::{Context, Test, eventually};
 use tokio_util::sync::CancellationToken;
 
+use crate::fixtures::{configmap, name, versions};
+
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new(
@@ -37,34 +39,12 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
-fn configmap(name: &str, value: &str) -> ConfigMap {
-    let mut cm = ConfigMap::default();
-    cm.metadata.name = Some(name.to_owned());
-    cm.data = Some(BTreeMap::from([("v".to_owned(), value.to_owned())]));
-    cm
-}
-
-fn name(cm: &ConfigMap) -> String {
-    cm.metadata.name.clone().unwrap_or_default()
-}
-
 fn value(cm: &ConfigMap) -> String {
     cm.data
         .as_ref()
         .and_then(|d| d.get("v"))
         .cloned()
         .unwrap_or_default()
-}
-
-fn versions<'a>(items: impl Iterator<Item = &'a ConfigMap>) -> BTreeMap<String, String> {
-    items
-        .map(|c| {
-            (
-                name(c),
-                c.metadata.resource_version.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
 }
 
 async fn matches_fresh_list(

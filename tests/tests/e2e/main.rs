@@ -5,6 +5,7 @@ mod control_plane;
 mod core;
 mod discovery;
 mod events;
+mod fixtures;
 mod informer;
 mod leader_election;
 mod reflector;

@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 use tests::{Context, Test, eventually};
 use tokio_util::sync::CancellationToken;
 
+use crate::fixtures::{configmap, name, versions};
+
 pub fn tests() -> Vec<Test> {
     vec![
         Test::new("reflector::paged_list_then_watch_converges", |ctx| {
@@ -32,10 +34,6 @@ struct MapSink {
     replaces: Mutex<usize>,
 }
 
-fn name(cm: &ConfigMap) -> String {
-    cm.metadata.name.clone().unwrap_or_default()
-}
-
 impl Sink<ConfigMap> for MapSink {
     fn replace(&self, items: Vec<Arc<ConfigMap>>, _rv: String) {
         *self.objects.lock() = items.into_iter().map(|o| (name(&o), o)).collect();
@@ -51,25 +49,6 @@ impl Sink<ConfigMap> for MapSink {
         self.objects.lock().remove(&name(&o));
     }
     fn resync(&self) {}
-}
-
-fn configmap(name: &str, value: &str) -> ConfigMap {
-    let mut cm = ConfigMap::default();
-    cm.metadata.name = Some(name.to_owned());
-    cm.data = Some(BTreeMap::from([("v".to_owned(), value.to_owned())]));
-    cm
-}
-
-/// What the sink holds vs a fresh list: name → resourceVersion.
-fn versions<'a>(items: impl Iterator<Item = &'a ConfigMap>) -> BTreeMap<String, String> {
-    items
-        .map(|c| {
-            (
-                name(c),
-                c.metadata.resource_version.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
 }
 
 async fn converges(ctx: Context, mode: InitialList, page_size: i64) -> anyhow::Result<()> {

@@ -1,14 +1,10 @@
 //! Per-key exponential backoff.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use foldhash::fast::RandomState;
-use parking_lot::Mutex;
-
 use super::RateLimiter;
+use super::failures::Failures;
 use crate::Key;
 
 /// Waits `base · 2^n` for a key's `n`-th consecutive failure (counting from 0), capped at `max`.
@@ -29,9 +25,7 @@ use crate::Key;
 /// ```
 #[doc(alias = "TypedItemExponentialFailureRateLimiter")]
 pub struct ItemExponentialFailureRateLimiter<K> {
-    failures: Mutex<HashMap<K, u32, RandomState>>,
-    /// Number of tracked keys, so that forgetting untracked keys (the common case) takes no lock.
-    tracked: AtomicUsize,
+    failures: Failures<K>,
     base: Duration,
     max: Duration,
 }
@@ -40,8 +34,7 @@ impl<K: Key> ItemExponentialFailureRateLimiter<K> {
     /// Backoff from `base`, doubling per failure, never above `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
         Self {
-            failures: Mutex::new(HashMap::default()),
-            tracked: AtomicUsize::new(0),
+            failures: Failures::new(),
             base,
             max,
         }
@@ -50,21 +43,9 @@ impl<K: Key> ItemExponentialFailureRateLimiter<K> {
 
 impl<K: Key> RateLimiter<K> for ItemExponentialFailureRateLimiter<K> {
     fn when(&self, item: &K) -> Duration {
-        let exp = {
-            let mut failures = self.failures.lock();
-            let count = match failures.get_mut(item) {
-                Some(count) => count,
-                None => {
-                    self.tracked.fetch_add(1, Ordering::Relaxed);
-                    failures.entry(item.clone()).or_insert(0)
-                }
-            };
-            let exp = *count;
-            *count = count.saturating_add(1);
-            exp
-        };
+        let exp = self.failures.record(item) - 1;
         // As client-go: compute in floating point so that large exponents cannot overflow.
-        let backoff = self.base.as_nanos() as f64 * 2f64.powi(exp.min(i32::MAX as u32) as i32);
+        let backoff = self.base.as_nanos() as f64 * 2f64.powi(exp.min(i32::MAX as usize) as i32);
         if !backoff.is_finite() || backoff > i64::MAX as f64 {
             return self.max;
         }
@@ -73,30 +54,20 @@ impl<K: Key> RateLimiter<K> for ItemExponentialFailureRateLimiter<K> {
     }
 
     fn forget(&self, item: &K) {
-        // A `when` for this key that happened before (through the queue) is visible here.
-        if self.tracked.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut failures = self.failures.lock();
-        if failures.remove(item).is_some() {
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.failures.forget(item);
     }
 
     fn num_requeues(&self, item: &K) -> usize {
-        self.failures
-            .lock()
-            .get(item)
-            .map_or(0, |&count| count as usize)
+        self.failures.get(item)
     }
 }
 
-impl<K> fmt::Debug for ItemExponentialFailureRateLimiter<K> {
+impl<K: Key> fmt::Debug for ItemExponentialFailureRateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ItemExponentialFailureRateLimiter")
             .field("base", &self.base)
             .field("max", &self.max)
-            .field("tracked", &self.failures.lock().len())
+            .field("tracked", &self.failures.len())
             .finish()
     }
 }

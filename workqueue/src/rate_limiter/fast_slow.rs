@@ -1,14 +1,10 @@
 //! Fast retries for the first attempts, then slow ones.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use foldhash::fast::RandomState;
-use parking_lot::Mutex;
-
 use super::RateLimiter;
+use super::failures::Failures;
 use crate::Key;
 
 /// Waits `fast` for a key's first `max_fast_attempts` failures, then `slow`.
@@ -24,9 +20,7 @@ use crate::Key;
 /// ```
 #[doc(alias = "TypedItemFastSlowRateLimiter")]
 pub struct ItemFastSlowRateLimiter<K> {
-    failures: Mutex<HashMap<K, usize, RandomState>>,
-    /// Number of tracked keys, so that forgetting untracked keys (the common case) takes no lock.
-    tracked: AtomicUsize,
+    failures: Failures<K>,
     fast: Duration,
     slow: Duration,
     max_fast_attempts: usize,
@@ -36,8 +30,7 @@ impl<K: Key> ItemFastSlowRateLimiter<K> {
     /// `fast` for the first `max_fast_attempts` failures of a key, `slow` after.
     pub fn new(fast: Duration, slow: Duration, max_fast_attempts: usize) -> Self {
         Self {
-            failures: Mutex::new(HashMap::default()),
-            tracked: AtomicUsize::new(0),
+            failures: Failures::new(),
             fast,
             slow,
             max_fast_attempts,
@@ -47,18 +40,7 @@ impl<K: Key> ItemFastSlowRateLimiter<K> {
 
 impl<K: Key> RateLimiter<K> for ItemFastSlowRateLimiter<K> {
     fn when(&self, item: &K) -> Duration {
-        let attempts = {
-            let mut failures = self.failures.lock();
-            let count = match failures.get_mut(item) {
-                Some(count) => count,
-                None => {
-                    self.tracked.fetch_add(1, Ordering::Relaxed);
-                    failures.entry(item.clone()).or_insert(0)
-                }
-            };
-            *count = count.saturating_add(1);
-            *count
-        };
+        let attempts = self.failures.record(item);
         if attempts <= self.max_fast_attempts {
             self.fast
         } else {
@@ -67,18 +49,11 @@ impl<K: Key> RateLimiter<K> for ItemFastSlowRateLimiter<K> {
     }
 
     fn forget(&self, item: &K) {
-        // A `when` for this key that happened before (through the queue) is visible here.
-        if self.tracked.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut failures = self.failures.lock();
-        if failures.remove(item).is_some() {
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.failures.forget(item);
     }
 
     fn num_requeues(&self, item: &K) -> usize {
-        self.failures.lock().get(item).copied().unwrap_or(0)
+        self.failures.get(item)
     }
 }
 
