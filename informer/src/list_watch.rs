@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::decode::frame::{Parsed, parse_frame};
 use crate::decode::{DecodeError, Decoder, ListDecoder, split_frame};
 
 /// Why a list or watch failed.
@@ -233,16 +234,50 @@ fn decode_event<K: DeserializeOwned>(
     line: &Bytes,
     url: &str,
 ) -> Result<Event<K>, Error> {
+    match parse_frame(decoder, line) {
+        Ok(Parsed::Object(kind, object)) => Ok(object_event(kind.as_bytes(), Arc::new(object))),
+        Ok(Parsed::Other(kind, object)) => other_event(kind.as_bytes(), object, url),
+        // Read it again step by step, to say exactly what is wrong.
+        Err(_) => decode_event_slowly(decoder, line, url),
+    }
+}
+
+fn decode_event_slowly<K: DeserializeOwned>(
+    decoder: &Decoder<K>,
+    line: &Bytes,
+    url: &str,
+) -> Result<Event<K>, Error> {
     let decode_error = |source| Error::Decode {
         url: url.to_owned(),
         source,
     };
     let frame = split_frame(line).map_err(decode_error)?;
-    let object = |what: &'static str| {
-        decoder
-            .object(frame.object, || format!("the object of a {what} event"))
-            .map(Arc::new)
-            .map_err(decode_error)
+    match frame.kind {
+        b"ADDED" | b"MODIFIED" | b"DELETED" => {
+            let what = String::from_utf8_lossy(frame.kind);
+            let object = decoder
+                .object(frame.object, || format!("the object of a {what} event"))
+                .map_err(decode_error)?;
+            Ok(object_event(frame.kind, Arc::new(object)))
+        }
+        other => other_event(other, frame.object, url),
+    }
+}
+
+/// The event for an `ADDED`, `MODIFIED` or `DELETED` frame.
+fn object_event<K>(kind: &[u8], object: Arc<K>) -> Event<K> {
+    match kind {
+        b"ADDED" => Event::Added(object),
+        b"MODIFIED" => Event::Modified(object),
+        _ => Event::Deleted(object),
+    }
+}
+
+/// A `BOOKMARK`, an `ERROR` (returned as the error), or an unknown type.
+fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Error> {
+    let decode_error = |source| Error::Decode {
+        url: url.to_owned(),
+        source,
     };
     let serde_error = |what: &'static str| {
         move |source| {
@@ -253,32 +288,98 @@ fn decode_event<K: DeserializeOwned>(
             })
         }
     };
-    Ok(match frame.kind {
-        b"ADDED" => Event::Added(object("ADDED")?),
-        b"MODIFIED" => Event::Modified(object("MODIFIED")?),
-        b"DELETED" => Event::Deleted(object("DELETED")?),
+    match kind {
         b"BOOKMARK" => {
             let b: BookmarkObject =
-                serde_json::from_slice(frame.object).map_err(serde_error("BOOKMARK"))?;
-            Event::Bookmark {
+                serde_json::from_slice(object).map_err(serde_error("BOOKMARK"))?;
+            Ok(Event::Bookmark {
                 initial_events_end: b
                     .metadata
                     .annotations
                     .get(ferrokube_client::watch::INITIAL_EVENTS_END)
                     .is_some_and(|v| v == "true"),
                 resource_version: b.metadata.resource_version,
-            }
+            })
         }
         b"ERROR" => {
-            let status: Status =
-                serde_json::from_slice(frame.object).map_err(serde_error("ERROR"))?;
-            return Err(Error::WatchStatus(Box::new(status)));
+            let status: Status = serde_json::from_slice(object).map_err(serde_error("ERROR"))?;
+            Err(Error::WatchStatus(Box::new(status)))
         }
-        other => {
-            return Err(decode_error(DecodeError::Malformed(format!(
-                "unknown watch event type {:?}",
-                String::from_utf8_lossy(other)
-            ))));
+        other => Err(decode_error(DecodeError::Malformed(format!(
+            "unknown watch event type {:?}",
+            String::from_utf8_lossy(other)
+        )))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn event(line: &str) -> Result<Event<ConfigMap>, Error> {
+        let decoder = Decoder::new(true, None);
+        decode_event(&decoder, &Bytes::copy_from_slice(line.as_bytes()), "/watch")
+    }
+
+    fn name(event: Result<Event<ConfigMap>, Error>) -> (String, String) {
+        match event.unwrap() {
+            Event::Added(o) => ("ADDED".into(), o.metadata.name.clone().unwrap()),
+            Event::Modified(o) => ("MODIFIED".into(), o.metadata.name.clone().unwrap()),
+            Event::Deleted(o) => ("DELETED".into(), o.metadata.name.clone().unwrap()),
+            Event::Bookmark { .. } => ("BOOKMARK".into(), String::new()),
         }
-    })
+    }
+
+    #[test]
+    fn object_events_in_either_member_order() {
+        let added = r#"{"type":"ADDED","object":{"metadata":{"name":"a","managedFields":[{"manager":"m"}]}}}"#;
+        match event(added).unwrap() {
+            Event::Added(o) => assert!(o.metadata.managed_fields.is_none()),
+            other => panic!("{other:?}"),
+        }
+        let reversed =
+            r#"{"object":{"metadata":{"name":"b","managedFields":[]}},"type":"DELETED"}"#;
+        assert_eq!(name(event(reversed)), ("DELETED".into(), "b".into()));
+        let modified = r#"{"type":"MODIFIED","object":{"metadata":{"name":"c"}}}"#;
+        assert_eq!(name(event(modified)), ("MODIFIED".into(), "c".into()));
+    }
+
+    #[test]
+    fn bookmarks_and_errors() {
+        let end = r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}"#;
+        match event(end).unwrap() {
+            Event::Bookmark {
+                resource_version,
+                initial_events_end,
+            } => assert_eq!((resource_version.as_str(), initial_events_end), ("9", true)),
+            other => panic!("{other:?}"),
+        }
+        let gone = r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#;
+        assert!(event(gone).unwrap_err().is_expired());
+    }
+
+    #[test]
+    fn bad_frames_say_what_is_wrong() {
+        let bad_object = r#"{"type":"ADDED","object":{"metadata":{"name":5}}}"#;
+        let err = format!("{:?}", event(bad_object).unwrap_err());
+        assert!(err.contains("the object of a ADDED event"), "{err}");
+        let unknown = r#"{"type":"SURPRISE","object":{}}"#;
+        assert!(
+            event(unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("decoding /watch")
+        );
+        for garbage in [
+            "<html>",
+            r#"{"type":"ADDED"}"#,
+            r#"{"type":"ADDED","object":{"#,
+        ] {
+            assert!(
+                matches!(event(garbage), Err(Error::Decode { .. })),
+                "{garbage}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use skip::SkipManagedFields;
 
-mod frame;
+pub(crate) mod frame;
 mod list;
 mod skip;
 #[cfg(test)]
