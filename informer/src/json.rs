@@ -37,6 +37,18 @@ impl<'a> Scanner<'a> {
     pub(crate) fn string(&mut self) -> Option<Range<usize>> {
         self.eat(b'"')?;
         let start = self.i;
+        // Most strings in Kubernetes JSON are short: look at a few bytes before memchr.
+        let short_end = (self.i + 16).min(self.b.len());
+        while self.i < short_end {
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Some(start..self.i - 1);
+                }
+                b'\\' => break,
+                _ => self.i += 1,
+            }
+        }
         loop {
             let rel = memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
             self.i += rel;
@@ -50,31 +62,74 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Skips a whole object (a list item) and returns, if its `metadata` has a member
+    /// `managedFields`, the range that removes that member and one comma (as
+    /// [`find_member_span`](Self::find_member_span)). One pass over the bytes.
+    pub(crate) fn object_and_managed_fields(&mut self) -> Option<Option<Range<usize>>> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(None);
+        }
+        let mut cut = None;
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            if &self.b[key] == b"metadata" && self.peek()? == b'{' {
+                let start = self.i;
+                cut = self.find_member_span(b"managedFields");
+                // Whether or not it was there, skip the whole metadata object from its start.
+                self.i = start;
+                if cut.is_some() {
+                    // Resume after the cut member rather than rescanning it.
+                    let resume = cut.as_ref().map(|c| c.end)?;
+                    self.i = resume;
+                    self.rest_of_object(start)?;
+                } else {
+                    self.value()?;
+                }
+            } else {
+                self.value()?;
+            }
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(cut);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// From a position inside the object that starts at `start` (between members), skips to
+    /// just after its closing brace.
+    fn rest_of_object(&mut self, start: usize) -> Option<()> {
+        debug_assert_eq!(self.b.get(start), Some(&b'{'));
+        loop {
+            match self.peek()? {
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b',' => self.i += 1,
+                b'"' => {
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.value()?;
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Skips any JSON value.
     pub(crate) fn value(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' | b'[' => {
-                let mut depth = 0usize;
-                while let Some(&c) = self.b.get(self.i) {
-                    match c {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return Some(());
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-                None
+                self.i = skip_container(self.b, self.i)?;
+                Some(())
             }
             _ => {
                 while !matches!(self.b.get(self.i), Some(b',' | b'}' | b']') | None) {
@@ -137,6 +192,91 @@ impl<'a> Scanner<'a> {
                     self.i += 1;
                 }
                 _ => return None,
+            }
+        }
+    }
+}
+
+/// The end of the object or array that starts at `b[i]`, or `None` if it does not end in `b`.
+/// A tight byte loop: strings in Kubernetes JSON are mostly a few bytes long, too short for
+/// `memchr` to pay off.
+fn skip_container(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_and_managed_fields_finds_the_end_and_the_cut() {
+        let mf = r#"[{"manager":"m","fieldsV1":{"f:a{":{},"k:{\"x\":\"]\"}":{}}}]"#;
+        let cases = [
+            (
+                format!(
+                    r#"{{"metadata":{{"name":"a","managedFields":{mf},"uid":"u"}},"data":{{"k":"v"}}}}"#
+                ),
+                true,
+            ),
+            (
+                format!(r#"{{"metadata":{{"managedFields":{mf}, "name":"a"}}}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{"kind":"X","metadata":{{"name":"a","managedFields":{mf}}}}}"#),
+                true,
+            ),
+            (
+                r#"{"metadata":{"name":"a"},"data":{"metadata":{"managedFields":1}}}"#.to_owned(),
+                false,
+            ),
+            (r#"{"data":{"x":"\"}"}}"#.to_owned(), false),
+            ("{}".to_owned(), false),
+        ];
+        for (item, has) in cases {
+            let text = format!("{item} ,next");
+            let mut s = Scanner::new(text.as_bytes());
+            let cut = s.object_and_managed_fields().expect(&item);
+            assert_eq!(s.i, item.len(), "{item}");
+            assert_eq!(cut.is_some(), has, "{item}");
+            if let Some(cut) = cut {
+                let stripped =
+                    [&item.as_bytes()[..cut.start], &item.as_bytes()[cut.end..]].concat();
+                let v: serde_json::Value = serde_json::from_slice(&stripped).expect(&item);
+                assert!(v["metadata"].get("managedFields").is_none(), "{item}");
+                assert_eq!(v["metadata"]["name"], "a");
+            }
+            // Every proper prefix is incomplete.
+            for end in 0..item.len() {
+                let mut s = Scanner::new(&item.as_bytes()[..end]);
+                assert!(
+                    s.object_and_managed_fields().is_none(),
+                    "{item} cut at {end}"
+                );
             }
         }
     }

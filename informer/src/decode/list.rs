@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::skip::SkipManagedFields;
+use super::fast::FastPath;
 use super::{DecodeError, Decoder};
 use crate::json::Scanner;
 
@@ -28,9 +27,7 @@ pub struct ListDecoder<K> {
     state: State,
     metadata: Option<ListMeta>,
     items: Vec<Arc<K>>,
-    /// After an item was found incomplete with `n` bytes buffered, it is tried again only
-    /// once `2n` are (or the body ends): a large item is parsed a bounded number of times.
-    retry_at: usize,
+    fast: FastPath,
 }
 
 impl<K: DeserializeOwned> ListDecoder<K> {
@@ -42,7 +39,7 @@ impl<K: DeserializeOwned> ListDecoder<K> {
             state: State::Start,
             metadata: None,
             items: Vec::new(),
-            retry_at: 0,
+            fast: FastPath::new(),
         }
     }
 
@@ -63,10 +60,7 @@ impl<K: DeserializeOwned> ListDecoder<K> {
     }
 
     /// The list's metadata and items, once the whole body was fed.
-    pub fn finish(mut self) -> Result<(ListMeta, Vec<Arc<K>>), DecodeError> {
-        // The body is complete: an item waiting for more bytes is tried now.
-        self.retry_at = 0;
-        self.drain()?;
+    pub fn finish(self) -> Result<(ListMeta, Vec<Arc<K>>), DecodeError> {
         if self.state != State::Done {
             return Err(DecodeError::Malformed(format!(
                 "the list body ended early or is not a Kubernetes list ({} items decoded, {} bytes left over)",
@@ -179,52 +173,33 @@ impl<K: DeserializeOwned> ListDecoder<K> {
                     }
                 }
                 s.ws();
-                let available = self.buf.len() - s.i;
-                if available == 0 || available < self.retry_at {
-                    return Ok(None);
-                }
-                let index = self.items.len();
-                let rest = &self.buf[s.i..];
-                let parsed = if self.decoder.strips_managed_fields() {
-                    parse_one::<Stripped<K>>(rest).map(|(o, n)| (o.0, n))
+                let start = s.i;
+                // Find the item's end, and where its managedFields are, in one pass.
+                let cut = if s.peek() == Some(b'{') {
+                    let Some(cut) = s.object_and_managed_fields() else {
+                        return Ok(None);
+                    };
+                    cut
                 } else {
-                    parse_one::<K>(rest)
+                    // Not an object: decoding it says what is wrong.
+                    if s.value().is_none() {
+                        return Ok(None);
+                    }
+                    None
                 };
-                match parsed {
-                    Ok((object, used)) => {
-                        self.retry_at = 0;
-                        let object = self.decoder.transform(object);
-                        self.items.push(Arc::new(object));
-                        self.state = State::Items { first: false };
-                        Ok(Some(s.i + used))
-                    }
-                    // The item's end has not arrived yet.
-                    Err(e) if e.is_eof() => {
-                        self.retry_at = available.saturating_mul(2);
-                        Ok(None)
-                    }
-                    Err(e) => Err(self.decoder.error(format!("list item {index}"), e)),
-                }
+                let cut = cut
+                    .filter(|_| self.decoder.strips_managed_fields())
+                    .map(|c| c.start - start..c.end - start);
+                let index = self.items.len();
+                let object = self
+                    .fast
+                    .decode(&self.decoder, &self.buf[start..s.i], cut, || {
+                        format!("list item {index}")
+                    })?;
+                self.items.push(Arc::new(object));
+                self.state = State::Items { first: false };
+                Ok(Some(s.i))
             }
         }
-    }
-}
-
-/// A `K` deserialized without `metadata.managedFields`.
-struct Stripped<K>(K);
-
-impl<'de, K: Deserialize<'de>> Deserialize<'de> for Stripped<K> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        K::deserialize(SkipManagedFields::new(d)).map(Stripped)
-    }
-}
-
-/// Deserializes the JSON value at the start of `bytes`; returns it and the bytes it took.
-/// An incomplete value is an EOF error (`is_eof`).
-fn parse_one<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize), serde_json::Error> {
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<T>();
-    match stream.next() {
-        Some(result) => result.map(|value| (value, stream.byte_offset())),
-        None => Err(serde::de::Error::custom("no value")),
     }
 }

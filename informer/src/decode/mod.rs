@@ -1,11 +1,12 @@
-//! Decoding list bodies and watch frames straight into `Arc<K>`, one object at a time, with
-//! `managedFields` skipped while parsing (unless kept).
+//! Decoding list bodies and watch frames straight into `Arc<K>`, one object at a time,
+//! without `metadata.managedFields` (unless kept).
 //!
-//! A list body is decoded while it streams in: each item is deserialized as soon as its bytes
-//! are in the buffer and the bytes are then dropped, so the whole body, a `serde_json::Value`
-//! and the decoded objects never coexist. Each byte of an item is parsed once: the parser
-//! itself finds where the item ends, and steps over `metadata.managedFields` without
-//! building them (see [`SkipManagedFields`](skip)).
+//! A list body is decoded while it streams in: as soon as an item's bytes are complete in the
+//! buffer it is decoded and its bytes are dropped, so the whole body, a `serde_json::Value`
+//! and the decoded objects never coexist. Items take the [fast path](fast) (simd-json, exact
+//! `Vec` capacities, `managedFields` cut from the bytes) with serde_json as the reference;
+//! watch frames are parsed by serde_json in one pass, skipping `managedFields` while parsing
+//! (see [`SkipManagedFields`](skip)).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use skip::SkipManagedFields;
 
+mod fast;
 pub(crate) mod frame;
 mod list;
 mod skip;

@@ -108,3 +108,71 @@ fn transform_is_applied() {
         .unwrap();
     assert!(cm.data.is_none());
 }
+
+fn pod_json(i: usize) -> serde_json::Value {
+    json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": format!("p-{i}"), "namespace": "ns", "resourceVersion": "12",
+            "labels": {"app": "x", "escaped\"key": "tab\there", "unicode": "ü→\u{1F600}"},
+            "annotations": {"a": "\\back\\slash\n"},
+            "managedFields": [{"manager": "m", "operation": "Update", "fieldsV1": {"f:spec": {"k:{\"name\":\"app\"}": {}}}}],
+            "creationTimestamp": "2026-11-22T11:36:33Z", "generation": 3},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "i:1", "args": ["--a", "--b"],
+                 "env": (0..6).map(|k| json!({"name": format!("E{k}"), "value": format!("v{k}")})).collect::<Vec<_>>(),
+                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                 "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 10}},
+                {"name": "side", "image": "s:2"}
+            ],
+            "tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 300}],
+            "terminationGracePeriodSeconds": 30, "enableServiceLinks": true,
+            "securityContext": {"runAsUser": -1, "fsGroup": 9_007_199_254_740_993_i64}
+        },
+        "status": {"phase": "Pending", "unknownField": [1, 2.5, null, {"x": [true]}]}
+    })
+}
+
+#[test]
+fn fast_path_matches_serde_json_and_sizes_vectors_exactly() {
+    use k8s_openapi::api::core::v1::Pod;
+    let items: Vec<_> = (0..5).map(pod_json).collect();
+    let body =
+        serde_json::to_vec(&json!({"metadata": {"resourceVersion": "1"}, "items": items})).unwrap();
+    for strip in [true, false] {
+        let mut d = ListDecoder::<Pod>::new(Decoder::new(strip, None));
+        for c in body.chunks(333) {
+            d.feed(c).unwrap();
+        }
+        let (_, pods) = d.finish().unwrap();
+        assert_eq!(pods.len(), 5);
+        for (i, pod) in pods.iter().enumerate() {
+            let mut expected: Pod = serde_json::from_value(pod_json(i)).unwrap();
+            if strip {
+                expected.metadata.managed_fields = None;
+            }
+            assert_eq!(**pod, expected, "item {i}, strip {strip}");
+        }
+        let env = pods[0].spec.as_ref().unwrap().containers[0]
+            .env
+            .as_ref()
+            .unwrap();
+        assert_eq!((env.len(), env.capacity()), (6, 6));
+    }
+}
+
+#[test]
+fn types_only_serde_json_takes_still_decode() {
+    use crate::compact::Compact;
+    let body = list_json(4);
+    let mut d = ListDecoder::<Compact<ConfigMap>>::new(Decoder::new(true, None));
+    d.feed(&body).unwrap();
+    let (_, items) = d.finish().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(!items[2].json().contains("managedFields"));
+    assert_eq!(
+        items[2].decode().unwrap().metadata.name.as_deref(),
+        Some("cm-2")
+    );
+}
