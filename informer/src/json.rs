@@ -7,15 +7,21 @@ use std::ops::Range;
 pub(crate) struct Scanner<'a> {
     pub(crate) b: &'a [u8],
     pub(crate) i: usize,
+    /// The deepest nesting of the objects and arrays skipped so far (relative to each).
+    pub(crate) deepest: usize,
 }
 
 impl<'a> Scanner<'a> {
     pub(crate) fn new(b: &'a [u8]) -> Self {
-        Self { b, i: 0 }
+        Self {
+            b,
+            i: 0,
+            deepest: 0,
+        }
     }
 
     pub(crate) fn at(b: &'a [u8], i: usize) -> Self {
-        Self { b, i }
+        Self { b, i, deepest: 0 }
     }
 
     pub(crate) fn ws(&mut self) {
@@ -128,7 +134,9 @@ impl<'a> Scanner<'a> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' | b'[' => {
-                self.i = skip_container(self.b, self.i)?;
+                let (end, depth) = skip_container(self.b, self.i)?;
+                self.i = end;
+                self.deepest = self.deepest.max(depth);
                 Some(())
             }
             _ => {
@@ -197,11 +205,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The end of the object or array that starts at `b[i]`, or `None` if it does not end in `b`.
+/// The end of the object or array that starts at `b[i]` and its deepest nesting, or `None` if
+/// it does not end in `b`.
 /// A tight byte loop: strings in Kubernetes JSON are mostly a few bytes long, too short for
 /// `memchr` to pay off.
-fn skip_container(b: &[u8], mut i: usize) -> Option<usize> {
+fn skip_container(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
     let mut depth = 0usize;
+    let mut deepest = 0usize;
     while i < b.len() {
         match b[i] {
             b'"' => {
@@ -214,11 +224,14 @@ fn skip_container(b: &[u8], mut i: usize) -> Option<usize> {
                     }
                 }
             }
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
             b'}' | b']' => {
                 depth -= 1;
                 if depth == 0 {
-                    return Some(i + 1);
+                    return Some((i + 1, deepest));
                 }
             }
             _ => {}

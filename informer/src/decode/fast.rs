@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 
 use super::{DecodeError, Decoder};
 
+/// serde_json's recursion limit.
+const MAX_DEPTH: usize = 128;
+
 /// Reused buffers of the fast path.
 pub(crate) struct FastPath {
     enabled: bool,
@@ -41,16 +44,20 @@ impl FastPath {
         }
     }
 
-    /// Decodes one complete item (`bytes` is exactly its JSON; `cut` the bytes of its
-    /// `managedFields` member to leave out, if any), transformed.
+    /// Decodes one complete item (`bytes` is exactly its JSON, nested `depth` deep; `cut` the
+    /// bytes of its `managedFields` member to leave out, if any), transformed.
+    ///
+    /// Items nested deeper than serde_json's recursion limit go to serde_json, which refuses
+    /// them cleanly instead of recursing without bound.
     pub(crate) fn decode<K: DeserializeOwned>(
         &mut self,
         decoder: &Decoder<K>,
         bytes: &[u8],
         cut: Option<Range<usize>>,
+        depth: usize,
         what: impl FnOnce() -> String,
     ) -> Result<K, DecodeError> {
-        if self.enabled {
+        if self.enabled && depth <= MAX_DEPTH {
             self.scratch.clear();
             match cut {
                 Some(cut) => {
@@ -68,8 +75,10 @@ impl FastPath {
             }
         }
         let object = decoder.object(bytes, what)?;
-        // serde_json took what simd-json did not: use serde_json from now on.
-        self.enabled = false;
+        if depth <= MAX_DEPTH {
+            // serde_json took what simd-json did not: use serde_json from now on.
+            self.enabled = false;
+        }
         Ok(object)
     }
 }

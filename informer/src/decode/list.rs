@@ -191,11 +191,13 @@ impl<K: DeserializeOwned> ListDecoder<K> {
                     .filter(|_| self.decoder.strips_managed_fields())
                     .map(|c| c.start - start..c.end - start);
                 let index = self.items.len();
-                let object = self
-                    .fast
-                    .decode(&self.decoder, &self.buf[start..s.i], cut, || {
-                        format!("list item {index}")
-                    })?;
+                let object = self.fast.decode(
+                    &self.decoder,
+                    &self.buf[start..s.i],
+                    cut,
+                    s.deepest + 1,
+                    || format!("list item {index}"),
+                )?;
                 self.items.push(Arc::new(object));
                 self.state = State::Items { first: false };
                 Ok(Some(s.i))

@@ -176,3 +176,15 @@ fn types_only_serde_json_takes_still_decode() {
         Some("cm-2")
     );
 }
+
+#[test]
+fn deeply_nested_items_are_refused_not_overflowed() {
+    use kube::api::DynamicObject;
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(
+        r#"{{"items":[{{"apiVersion":"v1","kind":"X","metadata":{{"name":"a"}},"spec":{deep}}}]}}"#
+    );
+    let mut d = ListDecoder::<DynamicObject>::new(Decoder::new(true, None));
+    let err = d.feed(body.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("list item 0"), "{err}");
+}
