@@ -503,6 +503,21 @@ async fn factory(ctx: Context) -> anyhow::Result<()> {
         synced.len() == 3 && synced.values().all(|s| *s),
         "synced: {synced:?}"
     );
+    // The first list is served from the watch cache (resourceVersion 0), which may not have
+    // seen the last create yet: the watch brings it right after.
+    eventually(
+        "all informers see the 4 objects",
+        Duration::from_secs(10),
+        || {
+            let counts = [
+                typed.indexer().len(),
+                metadata.indexer().len(),
+                dynamic.indexer().len(),
+            ];
+            std::future::ready(counts.iter().all(|&n| n == 4).then_some(()))
+        },
+    )
+    .await?;
     ensure!(
         again.indexer().len() == 4,
         "the same informer is shared: {}",
