@@ -84,16 +84,13 @@ impl<'a> Scanner<'a> {
             if &self.b[key] == b"metadata" && self.peek()? == b'{' {
                 let start = self.i;
                 cut = self.find_member_span(b"managedFields");
-                // Whether or not it was there, skip the whole metadata object from its start.
-                self.i = start;
-                if cut.is_some() {
-                    // Resume after the cut member rather than rescanning it.
-                    let resume = cut.as_ref().map(|c| c.end)?;
-                    self.i = resume;
-                    self.rest_of_object(start)?;
-                } else {
-                    self.value()?;
+                match &cut {
+                    // Go on after the cut member rather than rescanning it.
+                    Some(c) => self.i = c.end,
+                    // Not there (or not complete yet): skip the metadata object whole.
+                    None => self.i = start,
                 }
+                self.rest_of_object(start)?;
             } else {
                 self.value()?;
             }
@@ -108,10 +105,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// From a position inside the object that starts at `start` (between members), skips to
-    /// just after its closing brace.
+    /// From the object's opening brace at `start`, or from between two of its members,
+    /// skips to just after its closing brace.
     fn rest_of_object(&mut self, start: usize) -> Option<()> {
-        debug_assert_eq!(self.b.get(start), Some(&b'{'));
+        if self.i == start {
+            return self.value();
+        }
         loop {
             match self.peek()? {
                 b'}' => {

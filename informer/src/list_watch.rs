@@ -177,10 +177,7 @@ where
         let url = request.url();
         let mut body = request.response().await?.into_inner().into_body();
         let mut decoder = ListDecoder::new(self.decoder.clone());
-        let decode_error = |source| Error::Decode {
-            url: url.clone(),
-            source,
-        };
+        let decode_error = |source| decode_error(&url, source);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|source| {
                 Error::Client(ferrokube_client::Error::Body {
@@ -247,10 +244,7 @@ fn decode_event_slowly<K: DeserializeOwned>(
     line: &Bytes,
     url: &str,
 ) -> Result<Event<K>, Error> {
-    let decode_error = |source| Error::Decode {
-        url: url.to_owned(),
-        source,
-    };
+    let decode_error = |source| decode_error(url, source);
     let frame = split_frame(line).map_err(decode_error)?;
     match frame.kind {
         b"ADDED" | b"MODIFIED" | b"DELETED" => {
@@ -275,10 +269,7 @@ fn object_event<K>(kind: &[u8], object: Arc<K>) -> Event<K> {
 
 /// A `BOOKMARK`, an `ERROR` (returned as the error), or an unknown type.
 fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Error> {
-    let decode_error = |source| Error::Decode {
-        url: url.to_owned(),
-        source,
-    };
+    let decode_error = |source| decode_error(url, source);
     let serde_error = |what: &'static str| {
         move |source| {
             decode_error(DecodeError::Object {
@@ -309,6 +300,14 @@ fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Err
             "unknown watch event type {:?}",
             String::from_utf8_lossy(other)
         )))),
+    }
+}
+
+/// What the server sent to `url` could not be decoded.
+fn decode_error(url: &str, source: DecodeError) -> Error {
+    Error::Decode {
+        url: url.to_owned(),
+        source,
     }
 }
 

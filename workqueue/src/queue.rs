@@ -208,10 +208,7 @@ impl<K: Key> Queue<K> {
         if let Some(metrics) = &shared.metrics
             && taken.key.is_some()
         {
-            metrics.get();
-            if let (Some(now), Some(added_at)) = (self.now(), taken.added_at) {
-                metrics.observe_latency(now.saturating_duration_since(added_at));
-            }
+            metrics.handed_out(self.now(), taken.added_at);
         }
         drop(taken.wake);
         taken.key

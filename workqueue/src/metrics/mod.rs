@@ -163,14 +163,14 @@ impl QueueMetrics {
         self.depth.inc();
     }
 
-    /// A key waiting in the queue was handed to a worker.
-    pub(crate) fn get(&self) {
+    /// A key waiting in the queue since `added_at` was handed to a worker at `now`: one less
+    /// unit of depth, and the wait observed (when both times are known).
+    pub(crate) fn handed_out(&self, now: Option<Instant>, added_at: Option<Instant>) {
         self.depth.dec();
-    }
-
-    /// Records the time a key waited before being handed out.
-    pub(crate) fn observe_latency(&self, waited: Duration) {
-        self.latency.observe(waited.as_secs_f64());
+        if let (Some(now), Some(added_at)) = (now, added_at) {
+            self.latency
+                .observe(now.saturating_duration_since(added_at).as_secs_f64());
+        }
     }
 
     /// Records the time a worker held a key.

@@ -236,10 +236,7 @@ impl<K: Key> PriorityQueue<K> {
         if let Some(metrics) = &shared.metrics
             && taken.item.is_some()
         {
-            metrics.get();
-            if let (Some(now), Some(added_at)) = (self.now(), taken.added_at) {
-                metrics.observe_latency(now.saturating_duration_since(added_at));
-            }
+            metrics.handed_out(self.now(), taken.added_at);
         }
         drop(taken.wake);
         taken.item
