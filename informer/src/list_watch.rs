@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::decode::frame::{Parsed, parse_frame};
-use crate::decode::{DecodeError, Decoder, ListDecoder, split_frame};
+use crate::decode::{DecodeError, Decoder, ParallelDecoder, split_frame};
 
 /// Why a list or watch failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +163,8 @@ where
         options
     }
 
-    /// One list call (one page when `options.limit` is set), decoded while it streams in.
+    /// One list call (one page when `options.limit` is set), decoded while it streams in (on
+    /// other threads when it is large: see [`decode`](crate::decode)).
     pub async fn list(&self, options: ListOptions) -> Result<(ListMeta, Vec<Arc<K>>), Error> {
         let request = self
             .api
@@ -176,7 +177,7 @@ where
         };
         let url = request.url();
         let mut body = request.response().await?.into_inner().into_body();
-        let mut decoder = ListDecoder::new(self.decoder.clone());
+        let mut decoder = ParallelDecoder::new(self.decoder.clone());
         let decode_error = |source| decode_error(&url, source);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|source| {
@@ -187,10 +188,10 @@ where
                 })
             })?;
             if let Ok(data) = frame.into_data() {
-                decoder.feed(&data).map_err(decode_error)?;
+                decoder.feed(&data).await.map_err(decode_error)?;
             }
         }
-        decoder.finish().map_err(decode_error)
+        decoder.finish().await.map_err(decode_error)
     }
 
     /// A watch; events are decoded one frame at a time. The stream ends after the first

@@ -1,8 +1,11 @@
-//! [`ListDecoder`]: a list body decoded item by item as its chunks arrive.
+//! A list body scanned item by item as its chunks arrive ([`ListScanner`]), its complete items
+//! handed out in [`Batch`]es to decode, here ([`ListDecoder`]) or on other threads
+//! ([`ParallelDecoder`](super::pool::ParallelDecoder)).
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::de::DeserializeOwned;
 
@@ -10,7 +13,7 @@ use super::fast::FastPath;
 use super::{DecodeError, Decoder};
 use crate::json::Scanner;
 
-/// Where a [`ListDecoder`] is in the body.
+/// Where a [`ListScanner`] is in the body.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Start,
@@ -19,56 +22,124 @@ enum State {
     Done,
 }
 
-/// Decodes a list body fed in chunks.
-#[derive(Debug)]
-pub struct ListDecoder<K> {
-    decoder: Decoder<K>,
-    buf: BytesMut,
-    state: State,
-    metadata: Option<ListMeta>,
-    items: Vec<Arc<K>>,
-    fast: FastPath,
+/// One complete item of a [`Batch`].
+#[derive(Debug, Clone)]
+struct Item {
+    /// The item's JSON in the batch's bytes.
+    bytes: Range<usize>,
+    /// Its `metadata.managedFields` member, relative to the item, when it is to be cut.
+    cut: Option<Range<usize>>,
+    /// How deeply it nests.
+    depth: usize,
 }
 
-impl<K: DeserializeOwned> ListDecoder<K> {
-    /// A decoder for one list response.
-    pub fn new(decoder: Decoder<K>) -> Self {
+/// Complete list items, in order, with the bytes that hold them.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    bytes: Bytes,
+    items: Vec<Item>,
+    /// The list index of the first item.
+    first: usize,
+}
+
+impl Batch {
+    /// Decodes every item, in order; the first invalid one is the error.
+    pub(crate) fn decode<K: DeserializeOwned>(
+        &self,
+        decoder: &Decoder<K>,
+        fast: &mut FastPath,
+    ) -> Result<Vec<Arc<K>>, DecodeError> {
+        let mut objects = Vec::with_capacity(self.items.len());
+        for (n, item) in self.items.iter().enumerate() {
+            let index = self.first + n;
+            let object = fast.decode(
+                decoder,
+                &self.bytes[item.bytes.clone()],
+                item.cut.clone(),
+                item.depth,
+                || format!("list item {index}"),
+            )?;
+            objects.push(Arc::new(object));
+        }
+        Ok(objects)
+    }
+}
+
+/// Finds the items of a list body fed in chunks, and its metadata.
+#[derive(Debug)]
+pub(crate) struct ListScanner {
+    strip: bool,
+    /// The bytes of the items scanned but not handed out yet, then bytes not scanned yet.
+    buf: BytesMut,
+    /// How much of `buf` was scanned.
+    scanned: usize,
+    state: State,
+    metadata: Option<ListMeta>,
+    /// Items scanned but not handed out yet; their ranges index `buf`.
+    items: Vec<Item>,
+    /// Items handed out in batches so far.
+    handed_out: usize,
+}
+
+impl ListScanner {
+    /// A scanner for one list response; `strip` marks `managedFields` to cut.
+    pub(crate) fn new(strip: bool) -> Self {
         Self {
-            decoder,
+            strip,
             buf: BytesMut::new(),
+            scanned: 0,
             state: State::Start,
             metadata: None,
             items: Vec::new(),
-            fast: FastPath::new(),
+            handed_out: 0,
         }
     }
 
-    /// Takes the next chunk of the body and decodes every item it completes.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
+    /// Takes the next chunk of the body and scans every item it completes.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
         self.buf.extend_from_slice(chunk);
-        self.drain()
-    }
-
-    /// Decodes what the buffer holds and drops the bytes consumed.
-    fn drain(&mut self) -> Result<(), DecodeError> {
-        let mut pos = 0;
-        while let Some(next) = self.step(pos)? {
-            pos = next;
+        while let Some(next) = self.step(self.scanned)? {
+            self.scanned = next;
         }
-        self.buf.advance(pos);
+        if self.items.is_empty() {
+            // Nothing to keep: drop what was scanned.
+            self.buf.advance(self.scanned);
+            self.scanned = 0;
+        }
         Ok(())
     }
 
-    /// The list's metadata and items, once the whole body was fed.
-    pub fn finish(self) -> Result<(ListMeta, Vec<Arc<K>>), DecodeError> {
+    /// The items scanned so far, once their bytes reach `min_bytes`.
+    pub(crate) fn batch(&mut self, min_bytes: usize) -> Option<Batch> {
+        if self.items.is_empty() || self.scanned < min_bytes {
+            return None;
+        }
+        // Copied at their exact size: the buffer is reused for the chunks to come, and a batch
+        // holds no more memory than its items while it waits to be decoded.
+        let bytes = Bytes::copy_from_slice(&self.buf[..self.scanned]);
+        self.buf.advance(self.scanned);
+        self.scanned = 0;
+        let items = std::mem::take(&mut self.items);
+        let first = self.handed_out;
+        self.handed_out += items.len();
+        Some(Batch {
+            bytes,
+            items,
+            first,
+        })
+    }
+
+    /// The list's metadata and its last items, once the whole body was fed.
+    pub(crate) fn finish(&mut self) -> Result<(ListMeta, Option<Batch>), DecodeError> {
         if self.state != State::Done {
             return Err(DecodeError::Malformed(format!(
-                "the list body ended early or is not a Kubernetes list ({} items decoded, {} bytes left over)",
-                self.items.len(),
-                self.buf.len()
+                "the list body ended early or is not a Kubernetes list ({} items read, {} bytes left over)",
+                self.handed_out + self.items.len(),
+                self.buf.len() - self.scanned
             )));
         }
-        Ok((self.metadata.unwrap_or_default(), self.items))
+        let last = self.batch(0);
+        Ok((self.metadata.take().unwrap_or_default(), last))
     }
 
     /// One step from `pos`; `Ok(None)` when more input is needed (or the body is done).
@@ -188,20 +259,57 @@ impl<K: DeserializeOwned> ListDecoder<K> {
                     None
                 };
                 let cut = cut
-                    .filter(|_| self.decoder.strips_managed_fields())
+                    .filter(|_| self.strip)
                     .map(|c| c.start - start..c.end - start);
-                let index = self.items.len();
-                let object = self.fast.decode(
-                    &self.decoder,
-                    &self.buf[start..s.i],
+                self.items.push(Item {
+                    bytes: start..s.i,
                     cut,
-                    s.deepest + 1,
-                    || format!("list item {index}"),
-                )?;
-                self.items.push(Arc::new(object));
+                    depth: s.deepest + 1,
+                });
                 self.state = State::Items { first: false };
                 Ok(Some(s.i))
             }
         }
+    }
+}
+
+/// Decodes a list body fed in chunks, on the calling thread.
+#[derive(Debug)]
+pub struct ListDecoder<K> {
+    decoder: Decoder<K>,
+    scanner: ListScanner,
+    fast: FastPath,
+    items: Vec<Arc<K>>,
+}
+
+impl<K: DeserializeOwned> ListDecoder<K> {
+    /// A decoder for one list response.
+    pub fn new(decoder: Decoder<K>) -> Self {
+        Self {
+            scanner: ListScanner::new(decoder.strips_managed_fields()),
+            decoder,
+            fast: FastPath::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Takes the next chunk of the body and decodes every item it completes.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
+        self.scanner.feed(chunk)?;
+        if let Some(batch) = self.scanner.batch(0) {
+            self.items
+                .extend(batch.decode(&self.decoder, &mut self.fast)?);
+        }
+        Ok(())
+    }
+
+    /// The list's metadata and items, once the whole body was fed.
+    pub fn finish(mut self) -> Result<(ListMeta, Vec<Arc<K>>), DecodeError> {
+        let (metadata, last) = self.scanner.finish()?;
+        if let Some(batch) = last {
+            self.items
+                .extend(batch.decode(&self.decoder, &mut self.fast)?);
+        }
+        Ok((metadata, self.items))
     }
 }

@@ -1,9 +1,11 @@
 //! Decoding list bodies and watch frames straight into `Arc<K>`, one object at a time,
 //! without `metadata.managedFields` (unless kept).
 //!
-//! A list body is decoded while it streams in: as soon as an item's bytes are complete in the
-//! buffer it is decoded and its bytes are dropped, so the whole body, a `serde_json::Value`
-//! and the decoded objects never coexist. Items take the [fast path](fast) (simd-json, exact
+//! A list body is decoded while it streams in: as soon as an item's bytes are complete it is
+//! decoded and its bytes are dropped, so the whole body, a `serde_json::Value` and the decoded
+//! objects never coexist. A list larger than one batch of items (64 KiB) is decoded on
+//! blocking threads, one per core up to four, while the body is still being read
+//! ([`pool`]). Items take the [fast path](fast) (simd-json, exact
 //! `Vec` capacities, `managedFields` cut from the bytes) with serde_json as the reference;
 //! watch frames are parsed by serde_json in one pass, skipping `managedFields` while parsing
 //! (see [`SkipManagedFields`](skip)).
@@ -18,12 +20,14 @@ use skip::SkipManagedFields;
 mod fast;
 pub(crate) mod frame;
 mod list;
+mod pool;
 mod skip;
 #[cfg(test)]
 mod tests;
 
 pub use frame::{Frame, split_frame};
 pub use list::ListDecoder;
+pub(crate) use pool::ParallelDecoder;
 
 /// A function applied to each object after decoding and before it is stored or delivered
 /// (client-go's `TransformFunc`).
@@ -46,6 +50,10 @@ pub enum DecodeError {
     /// The body is not a Kubernetes list or a watch frame.
     #[error("{0}")]
     Malformed(String),
+    /// The threads decoding a list stopped before it was decoded (the runtime is shutting
+    /// down).
+    #[error("decoding the list stopped before its end: the runtime is shutting down")]
+    Stopped,
 }
 
 /// How objects are decoded.

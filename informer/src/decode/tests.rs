@@ -188,3 +188,81 @@ fn deeply_nested_items_are_refused_not_overflowed() {
     let err = d.feed(body.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("list item 0"), "{err}");
 }
+
+async fn decode_in_parallel<K: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    body: &[u8],
+    batch_bytes: usize,
+    tasks: usize,
+) -> Result<(ListMeta, Vec<Arc<K>>), DecodeError> {
+    let mut d = ParallelDecoder::with(Decoder::<K>::new(true, None), batch_bytes, tasks);
+    for c in body.chunks(100) {
+        d.feed(c).await?;
+    }
+    d.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_decoding_keeps_list_order() {
+    let body = list_json(300);
+    for tasks in [1, 2, 3] {
+        let (meta, items) = decode_in_parallel::<ConfigMap>(&body, 512, tasks)
+            .await
+            .unwrap();
+        assert_eq!(meta.resource_version.as_deref(), Some("777"));
+        let names: Vec<_> = items.iter().map(|i| i.metadata.name.clone()).collect();
+        let expected: Vec<_> = (0..300).map(|i| Some(format!("cm-{i}"))).collect();
+        assert_eq!(names, expected, "{tasks} tasks");
+        assert!(items.iter().all(|i| i.metadata.managed_fields.is_none()));
+    }
+    let empty = decode_in_parallel::<ConfigMap>(b"{\"items\":[]}", 0, 2).await;
+    assert!(empty.unwrap().1.is_empty());
+}
+
+#[test]
+fn decoding_tasks_follow_the_runtime() {
+    let decoder = || Decoder::<ConfigMap>::new(true, None);
+    let single = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    single.block_on(async { assert_eq!(ParallelDecoder::new(decoder()).tasks(), 1) });
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .build()
+        .unwrap();
+    multi.block_on(async { assert_eq!(ParallelDecoder::new(decoder()).tasks(), 3) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_decoding_reports_the_first_bad_item() {
+    let mut items: Vec<_> = (0..400)
+        .map(|i| json!({"metadata": {"name": format!("cm-{i}")}}))
+        .collect();
+    items[120] = json!({"metadata": {"name": 120}});
+    items[330] = json!({"metadata": {"name": 330}});
+    let body = serde_json::to_vec(&json!({"metadata": {}, "items": items})).unwrap();
+    for tasks in [1, 2, 4] {
+        let err = decode_in_parallel::<ConfigMap>(&body, 300, tasks)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("list item 120"), "{tasks} tasks: {err}");
+    }
+    let body = list_json(300);
+    let cut = decode_in_parallel::<ConfigMap>(&body[..body.len() - 3], 512, 2).await;
+    assert!(cut.unwrap_err().to_string().contains("ended early"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_only_serde_json_takes_decode_in_parallel() {
+    use crate::compact::Compact;
+    let body = list_json(200);
+    let items = decode_in_parallel::<Compact<ConfigMap>>(&body, 400, 2)
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(items.len(), 200);
+    assert_eq!(
+        items[150].decode().unwrap().metadata.name.as_deref(),
+        Some("cm-150")
+    );
+}
