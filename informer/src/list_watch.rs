@@ -164,7 +164,7 @@ where
     }
 
     /// One list call (one page when `options.limit` is set), decoded while it streams in (on
-    /// other threads when it is large: see [`decode`](crate::decode)).
+    /// the runtime's worker threads when it is large: see [`decode`](crate::decode)).
     pub async fn list(&self, options: ListOptions) -> Result<(ListMeta, Vec<Arc<K>>), Error> {
         let request = self
             .api

@@ -3,12 +3,12 @@
 //!
 //! A list body is decoded while it streams in: as soon as an item's bytes are complete it is
 //! decoded and its bytes are dropped, so the whole body, a `serde_json::Value` and the decoded
-//! objects never coexist. A list larger than one batch of items (64 KiB) is decoded on
-//! blocking threads, one per core up to four, while the body is still being read
-//! ([`pool`]). Items take the [fast path](fast) (simd-json, exact
+//! objects never coexist. A list larger than one batch of items (64 KiB) is decoded in tasks
+//! on the runtime's worker threads, up to one per worker (at most four), while the body is
+//! still being read (module `pool`). Items take the fast path (module `fast`: simd-json, exact
 //! `Vec` capacities, `managedFields` cut from the bytes) with serde_json as the reference;
 //! watch frames are parsed by serde_json in one pass, skipping `managedFields` while parsing
-//! (see [`SkipManagedFields`](skip)).
+//! (see `SkipManagedFields`).
 
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ pub enum DecodeError {
     /// The body is not a Kubernetes list or a watch frame.
     #[error("{0}")]
     Malformed(String),
-    /// The threads decoding a list stopped before it was decoded (the runtime is shutting
+    /// The tasks decoding a list were stopped before it was decoded (the runtime is shutting
     /// down).
     #[error("decoding the list stopped before its end: the runtime is shutting down")]
     Stopped,
