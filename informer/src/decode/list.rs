@@ -23,7 +23,7 @@ enum State {
 }
 
 /// One complete item of a [`Batch`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Item {
     /// The item's JSON in the batch's bytes.
     bytes: Range<usize>,
@@ -115,7 +115,9 @@ impl ListScanner {
             return None;
         }
         // Copied at their exact size: the buffer is reused for the chunks to come, and a batch
-        // holds no more memory than its items while it waits to be decoded.
+        // holds no more memory than its items while it waits to be decoded. (Sharing the
+        // buffer instead, `split_to().freeze()`, measured ~1 % less CPU but +0.7 MiB of peak
+        // for 5,000 Pods: every batch then pins a whole chunk-sized allocation.)
         let bytes = Bytes::copy_from_slice(&self.buf[..self.scanned]);
         self.buf.advance(self.scanned);
         self.scanned = 0;

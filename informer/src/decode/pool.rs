@@ -21,10 +21,10 @@ use super::list::{Batch, ListScanner};
 use super::{DecodeError, Decoder};
 
 /// Bytes of complete items per batch.
-pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The most batches of one list decoded at once.
-pub(crate) const MAX_TASKS: usize = 4;
+const MAX_TASKS: usize = 4;
 
 /// What a decoding task gives back: its reusable buffers and the batch's objects.
 type Decoded<K> = (FastPath, Result<Vec<Arc<K>>, DecodeError>);
