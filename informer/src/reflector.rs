@@ -1,16 +1,19 @@
 //! The [`Reflector`]: lists, then watches from the last resourceVersion, feeding a [`Sink`]
 //! (the DeltaFIFO) — client-go's `tools/cache/reflector.go`.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrokube_client::{ListOptions, ResourceVersionMatch};
+use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::BackoffManager;
+use crate::key::object_key;
 use crate::list_watch::{Error, Event, ListWatch};
 
 /// Where a reflector puts what it lists and watches (client-go's `ReflectorStore`).
@@ -333,21 +336,18 @@ where
             Err(e) if refused_streaming(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut items = Vec::new();
+        let mut items = InitialEvents::default();
         loop {
             match stream.next().await {
-                Some(Ok(Event::Added(o) | Event::Modified(o))) => items.push(o),
-                Some(Ok(Event::Deleted(o))) => {
-                    let key = crate_key(o.as_ref());
-                    items.retain(|i| crate_key(i.as_ref()) != key);
-                }
+                Some(Ok(Event::Added(o) | Event::Modified(o))) => items.upsert(o),
+                Some(Ok(Event::Deleted(o))) => items.remove(&o),
                 Some(Ok(Event::Bookmark {
                     resource_version,
                     initial_events_end: true,
                 })) => {
                     tracing::debug!(reflector = %self.name, items = items.len(), rv = %resource_version, "streaming list complete");
                     *self.last_sync.lock() = resource_version.clone();
-                    self.sink.replace(items, resource_version);
+                    self.sink.replace(items.into_items(), resource_version);
                     return Ok(Some(stream));
                 }
                 Some(Ok(Event::Bookmark { .. })) => {}
@@ -403,9 +403,47 @@ enum WatchEnd {
     Failed(Error),
 }
 
-fn crate_key<K: kube::Resource>(o: &K) -> (Option<String>, Option<String>) {
-    let m = o.meta();
-    (m.namespace.clone(), m.name.clone())
+/// The initial events of a streaming list, one entry per object (client-go's temporary
+/// store): a MODIFIED replaces the object in place, a DELETED leaves a hole. Objects keep the
+/// order in which they first appeared.
+struct InitialEvents<K> {
+    slots: Vec<Option<Arc<K>>>,
+    index: HashMap<String, usize>,
+}
+
+impl<K> Default for InitialEvents<K> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K: kube::Resource> InitialEvents<K> {
+    fn upsert(&mut self, object: Arc<K>) {
+        match self.index.entry(object_key(object.as_ref())) {
+            Entry::Occupied(slot) => self.slots[*slot.get()] = Some(object),
+            Entry::Vacant(slot) => {
+                slot.insert(self.slots.len());
+                self.slots.push(Some(object));
+            }
+        }
+    }
+
+    fn remove(&mut self, object: &K) {
+        if let Some(slot) = self.index.remove(&object_key(object)) {
+            self.slots[slot] = None;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn into_items(self) -> Vec<Arc<K>> {
+        self.slots.into_iter().flatten().collect()
+    }
 }
 
 /// A server without streaming lists rejects `sendInitialEvents` as invalid (or forbidden).
@@ -416,115 +454,269 @@ fn refused_streaming(e: &Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! Error paths a real server will not produce on demand, against an in-process service.
+    //! Error paths a real server will not produce on demand, against an in-process service,
+    //! on tokio's paused clock.
     use std::convert::Infallible;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
-    use ferrokube_client::{Api, Client};
-    use http_body_util::Full;
+    use ferrokube_client::Client;
+    use futures::stream::BoxStream;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
     use k8s_openapi::api::core::v1::ConfigMap;
 
     use super::*;
     use crate::decode::Decoder;
 
+    /// What the sink saw: each replace (items as `name@rv`, and its resourceVersion) and each
+    /// watch event.
     #[derive(Default)]
     struct Recorder {
-        replaces: Mutex<Vec<(usize, String)>>,
-        adds: AtomicUsize,
+        replaces: Mutex<Vec<(Vec<String>, String)>>,
+        events: Mutex<Vec<String>>,
+    }
+
+    fn label(o: &ConfigMap) -> String {
+        let m = &o.metadata;
+        format!(
+            "{}@{}",
+            m.name.as_deref().unwrap_or_default(),
+            m.resource_version.as_deref().unwrap_or_default()
+        )
     }
 
     impl Sink<ConfigMap> for Recorder {
         fn replace(&self, items: Vec<Arc<ConfigMap>>, rv: String) {
-            self.replaces.lock().push((items.len(), rv));
+            let items = items.iter().map(|o| label(o)).collect();
+            self.replaces.lock().push((items, rv));
         }
-        fn add(&self, _: Arc<ConfigMap>) {
-            self.adds.fetch_add(1, Ordering::SeqCst);
+        fn add(&self, o: Arc<ConfigMap>) {
+            self.events.lock().push(format!("add {}", label(&o)));
         }
-        fn update(&self, _: Arc<ConfigMap>) {}
-        fn delete(&self, _: Arc<ConfigMap>) {}
+        fn update(&self, o: Arc<ConfigMap>) {
+            self.events.lock().push(format!("update {}", label(&o)));
+        }
+        fn delete(&self, o: Arc<ConfigMap>) {
+            self.events.lock().push(format!("delete {}", label(&o)));
+        }
         fn resync(&self) {}
     }
 
-    const LIST: &str = r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":{"name":"a","namespace":"ns","resourceVersion":"9"}}]}"#;
-    const ADDED: &str = r#"{"type":"ADDED","object":{"metadata":{"name":"b","namespace":"ns","resourceVersion":"11"}}}"#;
-    const GONE: &str = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 11 (20)","reason":"Expired","code":410}}"#;
-
-    /// Lists answer `LIST`; the first watch sends one event then a 410, later watches hang.
-    fn client(lists: Arc<AtomicUsize>, watches: Arc<AtomicUsize>) -> Client {
-        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            let (lists, watches) = (Arc::clone(&lists), Arc::clone(&watches));
-            async move {
-                let body = if query.contains("watch=true") {
-                    match watches.fetch_add(1, Ordering::SeqCst) {
-                        0 => format!("{ADDED}\n{GONE}\n"),
-                        _ => {
-                            std::future::pending::<()>().await;
-                            String::new()
-                        }
-                    }
-                } else {
-                    lists.fetch_add(1, Ordering::SeqCst);
-                    LIST.to_owned()
-                };
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
-            }
-        });
-        Client::from_kube(kube::Client::new(service, "default"))
+    /// A request the mock server saw.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        watch: bool,
+        query: String,
     }
 
-    #[tokio::test]
-    async fn watch_410_relists() {
-        let (lists, watches) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let api: Api<ConfigMap> = client(Arc::clone(&lists), Arc::clone(&watches)).namespaced("ns");
+    impl Seen {
+        fn param(&self, key: &str) -> Option<&str> {
+            self.query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+        }
+
+        fn streaming(&self) -> bool {
+            self.param("sendInitialEvents") == Some("true")
+        }
+    }
+
+    /// How the mock answers: a status code and a body, kept open after the body when `open`.
+    struct Answer {
+        code: u16,
+        body: String,
+        open: bool,
+    }
+
+    fn reply(code: u16, body: impl Into<String>) -> Answer {
+        let body = body.into();
+        Answer {
+            code,
+            body,
+            open: false,
+        }
+    }
+
+    /// A 200 whose body stays open after `lines` (a watch that goes on).
+    fn open(lines: &[&str]) -> Answer {
+        let mut body = lines.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        Answer {
+            code: 200,
+            body,
+            open: true,
+        }
+    }
+
+    fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str)]) -> String {
+        let causes: Vec<_> = causes
+            .iter()
+            .map(|(reason, message)| serde_json::json!({"reason": reason, "message": message}))
+            .collect();
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code, "details": {"causes": causes},
+        })
+        .to_string()
+    }
+
+    fn error_event(code: u16, reason: &str) -> String {
+        format!(
+            r#"{{"type":"ERROR","object":{}}}"#,
+            status(code, reason, "watch failed", &[])
+        )
+    }
+
+    fn object_event(kind: &str, name: &str, rv: u32) -> String {
+        format!(
+            r#"{{"type":"{kind}","object":{{"metadata":{{"name":"{name}","namespace":"ns","resourceVersion":"{rv}"}}}}}}"#
+        )
+    }
+
+    fn initial_events_end(rv: u32) -> String {
+        format!(
+            r#"{{"type":"BOOKMARK","object":{{"metadata":{{"resourceVersion":"{rv}","annotations":{{"k8s.io/initial-events-end":"true"}}}}}}}}"#
+        )
+    }
+
+    const LIST: &str = r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":{"name":"a","namespace":"ns","resourceVersion":"9"}}]}"#;
+
+    type Body = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+
+    /// A client whose server answers the n-th list (`watch == false`) or n-th watch with
+    /// `answer(request, n)`, and records every request.
+    fn mock(
+        answer: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
+    ) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+        let log = Arc::clone(&seen);
+        let answer = Arc::new(answer);
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let request = Seen {
+                watch: query.split('&').any(|kv| kv == "watch=true"),
+                query,
+            };
+            let n = {
+                let mut log = log.lock();
+                let n = log.iter().filter(|s| s.watch == request.watch).count();
+                log.push(request.clone());
+                n
+            };
+            let Answer { code, body, open } = answer(&request, n);
+            let frame = Ok(Frame::data(Bytes::from(body)));
+            let frames = futures::stream::once(async move { frame });
+            let frames = if open {
+                frames.chain(futures::stream::pending()).boxed()
+            } else {
+                frames.boxed()
+            };
+            let mut response = http::Response::new(StreamBody::new(frames) as Body);
+            *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
+            async move { Ok::<_, Infallible>(response) }
+        });
+        (
+            Client::from_kube(kube::Client::new(service, "default")),
+            seen,
+        )
+    }
+
+    /// Runs a reflector on `client` for `period` of paused time; returns what the sink saw
+    /// and the errors reported.
+    async fn run(
+        client: &Client,
+        initial_list: InitialList,
+        period: Duration,
+    ) -> (Arc<Recorder>, Vec<String>) {
         let sink = Arc::new(Recorder::default());
-        let expired = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&expired);
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&errors);
+        let handler: WatchErrorHandler = Arc::new(move |e: &Error| log.lock().push(e.to_string()));
         let config = ReflectorConfig {
-            watch_error_handler: Some(Arc::new(move |e: &Error| {
-                if e.is_expired() {
-                    seen.fetch_add(1, Ordering::SeqCst);
-                }
-            })),
+            initial_list,
+            watch_error_handler: Some(handler),
             ..ReflectorConfig::default()
         };
         let reflector = Reflector::new(
             "test",
-            ListWatch::new(api, Decoder::new(true, None)),
+            ListWatch::new(client.namespaced("ns"), Decoder::new(true, None)),
             Arc::clone(&sink),
             config,
         );
-        let rv = reflector.last_sync_resource_version();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(reflector.run(cancel.clone()));
-        for _ in 0..200 {
-            if watches.load(Ordering::SeqCst) >= 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        tokio::time::sleep(period).await;
         cancel.cancel();
         task.await.unwrap();
+        let errors = errors.lock().clone();
+        (sink, errors)
+    }
+
+    fn kinds(seen: &Mutex<Vec<Seen>>, watch: bool) -> Vec<Seen> {
+        seen.lock()
+            .iter()
+            .filter(|s| s.watch == watch)
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_410_relists() {
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (false, _) => reply(200, LIST),
+            (true, 0) => open(&[
+                &object_event("ADDED", "b", 11),
+                &error_event(410, "Expired"),
+            ]),
+            (true, _) => open(&[]),
+        });
+        let (sink, errors) = run(&client, InitialList::Paged, Duration::from_secs(10)).await;
+        assert_eq!(errors.len(), 1, "the 410 was reported once: {errors:?}");
+        let lists = kinds(&seen, false);
+        assert_eq!(lists.len(), 2, "a 410 relists");
         assert_eq!(
-            expired.load(Ordering::SeqCst),
-            1,
-            "the 410 was reported once"
+            lists[1].param("resourceVersion"),
+            Some("11"),
+            "from the last resourceVersion seen"
         );
         assert_eq!(
-            lists.load(Ordering::SeqCst),
-            2,
-            "a 410 relists (no backoff needed)"
-        );
-        assert_eq!(
-            sink.adds.load(Ordering::SeqCst),
-            1,
+            *sink.events.lock(),
+            ["add b@11"],
             "the event before the 410 was kept"
         );
-        assert_eq!(
-            *sink.replaces.lock(),
-            vec![(1, "10".to_owned()), (1, "10".to_owned())]
-        );
-        assert_eq!(*rv.lock(), "10");
+        let replaced = vec![(vec!["a@9".to_owned()], "10".to_owned()); 2];
+        assert_eq!(*sink.replaces.lock(), replaced);
+    }
+
+    /// client-go's watch-list collects the initial events into a keyed store: a MODIFIED
+    /// replaces the object, a DELETED removes it.
+    #[tokio::test(start_paused = true)]
+    async fn streaming_list_keeps_one_copy_per_object() {
+        let (client, _) = mock(|s, n| match (s.watch, n) {
+            (true, 0) if s.streaming() => open(&[
+                &object_event("ADDED", "a", 5),
+                &object_event("ADDED", "b", 6),
+                &object_event("MODIFIED", "a", 7),
+                &object_event("ADDED", "c", 8),
+                &object_event("DELETED", "b", 9),
+                &object_event("ADDED", "d", 10),
+                &object_event("DELETED", "d", 11),
+                &object_event("ADDED", "d", 12),
+                &initial_events_end(12),
+                &object_event("MODIFIED", "c", 13),
+            ]),
+            _ => open(&[]),
+        });
+        let (sink, _) = run(&client, InitialList::Streaming, Duration::from_secs(1)).await;
+        let replaced = vec![(
+            vec!["a@7".to_owned(), "c@8".to_owned(), "d@12".to_owned()],
+            "12".to_owned(),
+        )];
+        assert_eq!(*sink.replaces.lock(), replaced);
+        assert_eq!(*sink.events.lock(), ["update c@13"]);
     }
 }
