@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 
 /// client-go's `wait.Backoff`: `duration` grows by `factor` each step (with up to `jitter`×
 /// random extra), capped at `cap`, for at most `steps` steps.
+///
+/// As in client-go's `wait.ExponentialBackoff`, `steps` counts attempts: a retry loop makes at
+/// most `steps` attempts and waits between two of them, never after the last
+/// ([`next_retry`](Self::next_retry), [`on_error`]).
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub struct Backoff {
@@ -17,7 +21,8 @@ pub struct Backoff {
     pub factor: f64,
     /// Up to this fraction of the delay is added at random.
     pub jitter: f64,
-    /// How many delays are handed out before giving up.
+    /// How many attempts a retry loop makes ([`step`](Self::step) hands out this many delays;
+    /// [`next_retry`](Self::next_retry) one fewer).
     pub steps: u32,
     /// The largest delay.
     pub cap: Duration,
@@ -42,7 +47,7 @@ impl Backoff {
         cap: Duration::from_secs(3600),
     };
 
-    /// The next delay, or `None` once the steps are used up.
+    /// The next delay, or `None` once the steps are used up (client-go's `Backoff.Step`).
     pub fn step(&mut self) -> Option<Duration> {
         if self.steps == 0 {
             return None;
@@ -59,6 +64,18 @@ impl Backoff {
         };
         Some(jittered.min(self.cap.max(base)))
     }
+
+    /// Called after an attempt failed: the delay before the next attempt, or `None` when that
+    /// attempt was the last of `steps` (client-go's `wait.ExponentialBackoff`, which stops
+    /// instead of sleeping once one step is left).
+    #[doc(alias = "ExponentialBackoff")]
+    pub fn next_retry(&mut self) -> Option<Duration> {
+        if self.steps <= 1 {
+            self.steps = 0;
+            return None;
+        }
+        self.step()
+    }
 }
 
 impl Default for Backoff {
@@ -67,8 +84,11 @@ impl Default for Backoff {
     }
 }
 
-/// Runs `f` until it succeeds, fails with something other than what `retriable` accepts, or
-/// `backoff` runs out (then the last error is returned).
+/// client-go's `retry.OnError`: runs `f` until it succeeds, fails with something other than
+/// what `retriable` accepts, or `backoff.steps` attempts have failed; then the error of the
+/// last attempt is returned. The delays come between attempts, none after the last; `f` runs
+/// at least once (`steps` 0 counts as 1).
+#[doc(alias = "OnError")]
 pub async fn on_error<T, F, Fut>(
     mut backoff: Backoff,
     retriable: impl Fn(&Error) -> bool,
@@ -80,7 +100,7 @@ where
 {
     loop {
         match f().await {
-            Err(e) if retriable(&e) => match backoff.step() {
+            Err(e) if retriable(&e) => match backoff.next_retry() {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => return Err(e),
             },
@@ -90,7 +110,9 @@ where
 }
 
 /// client-go's `retry.RetryOnConflict` with `DefaultRetry`: re-runs `f` (which should
-/// re-read the object and re-apply its change) while the update conflicts.
+/// re-read the object and re-apply its change) while the update conflicts: at most 5
+/// attempts, about 10 ms apart; the error of the last one is returned.
+#[doc(alias = "RetryOnConflict")]
 pub async fn retry_on_conflict<T, F, Fut>(f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -105,12 +127,78 @@ mod tests {
     use crate::error::{ApiError, Status};
 
     fn conflict() -> Error {
+        conflict_on_attempt(0)
+    }
+
+    /// A conflict whose message says which attempt it answered.
+    fn conflict_on_attempt(attempt: u32) -> Error {
         Error::Api(Box::new(ApiError {
             verb: http::Method::PUT,
             url: "/x".into(),
-            status: Status::failure("stale", "Conflict").with_code(409),
+            status: Status::failure(&format!("stale on attempt {attempt}"), "Conflict")
+                .with_code(409),
             retry_after: None,
         }))
+    }
+
+    /// Runs `on_error` with `backoff` against a function that always conflicts; returns the
+    /// number of attempts, the error handed back and the (paused) time it all took.
+    async fn always_conflicting(backoff: Backoff) -> (u32, Error, Duration) {
+        let start = tokio::time::Instant::now();
+        let mut calls = 0;
+        let result: Result<()> = on_error(backoff, Error::is_conflict, || {
+            calls += 1;
+            let attempt = calls;
+            async move { Err(conflict_on_attempt(attempt)) }
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("a function that always conflicts succeeded");
+        };
+        (calls, error, start.elapsed())
+    }
+
+    /// client-go's `wait.ExponentialBackoff` checks the condition `Steps` times and sleeps only
+    /// between two checks: `DefaultRetry` (5 steps of 10 ms) makes 5 attempts and waits 4
+    /// times; the caller gets the error of the fifth attempt.
+    #[tokio::test(start_paused = true)]
+    async fn default_retry_makes_steps_attempts_and_returns_the_last_error() {
+        let (calls, error, took) = always_conflicting(Backoff::DEFAULT_RETRY).await;
+        assert_eq!(calls, 5, "DefaultRetry has 5 steps: 5 attempts");
+        assert!(error.is_conflict(), "{error}");
+        assert!(error.to_string().contains("stale on attempt 5"), "{error}");
+        // Four delays of 10 ms plus up to 10 % jitter; no delay after the last attempt.
+        assert!(
+            took >= Duration::from_millis(40) && took <= Duration::from_millis(44),
+            "took {took:?}"
+        );
+    }
+
+    /// `DefaultBackoff` (4 steps, 10 ms × 5): 4 attempts, 10 + 50 + 250 ms of delays (+10 %).
+    #[tokio::test(start_paused = true)]
+    async fn default_backoff_makes_four_attempts() {
+        let (calls, error, took) = always_conflicting(Backoff::DEFAULT_BACKOFF).await;
+        assert_eq!(calls, 4);
+        assert!(error.to_string().contains("stale on attempt 4"), "{error}");
+        assert!(
+            took >= Duration::from_millis(310) && took <= Duration::from_millis(341),
+            "took {took:?}"
+        );
+    }
+
+    /// One step is one attempt and no delay; zero steps still make the one attempt that
+    /// produces the result.
+    #[tokio::test(start_paused = true)]
+    async fn one_or_zero_steps_make_one_attempt() {
+        for steps in [0, 1] {
+            let backoff = Backoff {
+                steps,
+                ..Backoff::DEFAULT_RETRY
+            };
+            let (calls, error, took) = always_conflicting(backoff).await;
+            assert_eq!((calls, took), (1, Duration::ZERO), "steps {steps}");
+            assert!(error.to_string().contains("stale on attempt 1"), "{error}");
+        }
     }
 
     #[test]
@@ -137,7 +225,7 @@ mod tests {
         })
         .await;
         assert!(result.unwrap_err().is_conflict());
-        assert_eq!(calls, 6, "one try plus DefaultRetry's 5 steps");
+        assert_eq!(calls, 5, "DefaultRetry's 5 steps are 5 attempts");
 
         let mut calls = 0;
         let ok = retry_on_conflict(|| {

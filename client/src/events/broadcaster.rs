@@ -428,7 +428,7 @@ async fn write(
         if let Some(next) = switch {
             tracing::debug!(%namespace, %name, error = %error, ?next, "event write: switching");
             op = next;
-            if backoff.step().is_some() {
+            if backoff.next_retry().is_some() {
                 continue;
             }
         } else if op == Op::Create && error.is_already_exists() {
@@ -436,7 +436,7 @@ async fn write(
             tracing::debug!(%namespace, %name, "event already exists");
             return true;
         } else if retriable(&error)
-            && let Some(delay) = backoff.step()
+            && let Some(delay) = backoff.next_retry()
         {
             tracing::debug!(%namespace, %name, error = %error, ?delay, "event write failed: retrying");
             tokio::time::sleep(delay).await;

@@ -35,8 +35,9 @@ pub struct BroadcasterConfig {
     pub max_concurrent_writes: usize,
     /// How long one request may take.
     pub request_timeout: Duration,
-    /// Delays between attempts of a write that failed for a reason worth retrying (no
-    /// response, timeout, 429, 5xx); when they run out the write is given up.
+    /// How a write that failed for a reason worth retrying (no response, timeout, 429, 5xx) is
+    /// retried: at most `steps` attempts in all (client-go's `wait.Backoff`), then the write
+    /// is given up.
     pub retry: Backoff,
     /// How long [`shutdown`](super::EventBroadcaster::shutdown) waits for the last writes.
     pub shutdown_timeout: Duration,
@@ -59,7 +60,7 @@ impl Default for BroadcasterConfig {
                 duration: Duration::from_millis(500),
                 factor: 2.0,
                 jitter: 0.25,
-                steps: 4,
+                steps: 5,
                 cap: Duration::from_secs(5),
             },
             shutdown_timeout: Duration::from_secs(30),

@@ -124,7 +124,7 @@ fn config() -> BroadcasterConfig {
             duration: Duration::from_millis(5),
             factor: 1.0,
             jitter: 0.0,
-            steps: 2,
+            steps: 3,
             cap: Duration::from_millis(5),
         })
 }

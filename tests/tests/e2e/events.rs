@@ -229,7 +229,7 @@ async fn never_blocks(ctx: Context) -> anyhow::Result<()> {
             duration: Duration::from_millis(10),
             factor: 1.0,
             jitter: 0.0,
-            steps: 1,
+            steps: 2,
             cap: Duration::from_millis(10),
         },
     );
