@@ -26,6 +26,7 @@ pub mod events;
 pub mod exec;
 pub mod leader_election;
 pub mod logs;
+pub mod metrics;
 pub mod options;
 pub mod request;
 pub mod restmapper;
