@@ -1,0 +1,657 @@
+//! The manager's cache: one shared informer per type for every controller and reader
+//! (controller-runtime's `pkg/cache`).
+//!
+//! Informers are created the first time a type is watched or read, and started at once if
+//! the cache runs. Reads come from memory and hand out `Arc`s; a read of a type not cached
+//! yet starts its informer and waits for it to sync (or fails, with
+//! [`CacheOptions::fail_on_missing_informer`]). Field indexes registered with
+//! [`Cache::index_field`] serve [`ListParams::field`] lookups.
+//!
+//! `PartialObjectMeta<K>` types are watched metadata-only (the API server sends
+//! `PartialObjectMetadata`), for controllers that need only names, labels and owners.
+
+mod informer;
+mod options;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrokube_client::{Api, Client};
+use ferrokube_informer::SharedIndexInformer;
+use ferrokube_informer::labels::Selector;
+use futures::FutureExt;
+use kube::Resource;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::informer::Part;
+pub use self::informer::{HandlerRegistration, Informer};
+use self::options::Settings;
+pub use self::options::{ByObject, CacheOptions, DEFAULT_SYNC_PERIOD, SYNC_PERIOD_JITTER};
+
+/// How often sync waits look again.
+const SYNC_POLL: Duration = Duration::from_millis(20);
+
+/// The prefix of field index names (controller-runtime's `field:` indexes).
+const FIELD_INDEX_PREFIX: &str = "field:";
+
+/// The namespace part of a field index value that matches every namespace.
+const ALL_NAMESPACES: &str = "__all_namespaces";
+
+/// What can go wrong reading from or indexing the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The type is not cached and the cache was told not to start informers on reads.
+    #[error("{resource} is not cached (the cache fails reads of types without an informer)")]
+    NotCached {
+        /// `apiVersion/plural`.
+        resource: String,
+    },
+    /// A read needed an informer to sync, but the cache is not running.
+    #[error("cannot read {resource}: the cache is not started")]
+    NotStarted {
+        /// `apiVersion/plural`.
+        resource: String,
+    },
+    /// The cache stopped before the informer synced.
+    #[error("cannot read {resource}: the cache stopped before it synced")]
+    Stopped {
+        /// `apiVersion/plural`.
+        resource: String,
+    },
+    /// The namespace is outside the namespaces the cache watches.
+    #[error("cannot read {resource} in namespace {namespace:?}: the cache does not watch it")]
+    NamespaceNotCached {
+        /// `apiVersion/plural`.
+        resource: String,
+        /// The namespace asked for.
+        namespace: String,
+    },
+    /// A list asked for a field index nobody registered.
+    #[error("no field index {field:?} for {resource}: register it with Cache::index_field")]
+    NoIndex {
+        /// `apiVersion/plural`.
+        resource: String,
+        /// The field.
+        field: String,
+    },
+    /// A field index could not be added (e.g. it exists already).
+    #[error("cannot add field index {field:?} for {resource}")]
+    Index {
+        /// `apiVersion/plural`.
+        resource: String,
+        /// The field.
+        field: String,
+        /// Why.
+        #[source]
+        source: ferrokube_informer::Error,
+    },
+    /// An informer panicked: its cache is stale, so the cache stops.
+    #[error("the informer for {resource} panicked: {message}")]
+    InformerPanicked {
+        /// `apiVersion/plural`.
+        resource: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// What a cache list selects (controller-runtime's `client.ListOption`s for reads).
+///
+/// ```
+/// use ferrokube_runtime::cache::ListParams;
+///
+/// let params = ListParams::default().namespace("default").labels("app=web")?.field("spec.nodeName", "node-1");
+/// # Ok::<(), ferrokube_runtime::informer::labels::ParseError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct ListParams {
+    namespace: Option<String>,
+    selector: Selector,
+    field: Option<(String, String)>,
+}
+
+impl ListParams {
+    /// Only this namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Only objects whose labels match `selector` (label selector syntax).
+    pub fn labels(
+        mut self,
+        selector: &str,
+    ) -> Result<Self, ferrokube_informer::labels::ParseError> {
+        self.selector = Selector::parse(selector)?;
+        Ok(self)
+    }
+
+    /// Only objects whose labels match `selector`.
+    pub fn selector(mut self, selector: Selector) -> Self {
+        self.selector = selector;
+        self
+    }
+
+    /// Only objects whose field index `field` has `value` (see [`Cache::index_field`]).
+    pub fn field(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.field = Some((field.into(), value.into()));
+        self
+    }
+}
+
+/// The bounds of a cached type: any typed, custom, dynamic or metadata-only resource.
+pub trait CacheObject:
+    Resource<DynamicType: Clone + Send + Sync + 'static> + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> CacheObject for K
+where
+    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Clone + Send + Sync + 'static,
+{
+}
+
+/// One informer of the cache, its type erased.
+struct Entry {
+    resource: Arc<str>,
+    informer: Box<dyn Any + Send + Sync>,
+    runs: Vec<Arc<dyn Fn(CancellationToken) -> informer::RunFuture + Send + Sync>>,
+    synced: Box<dyn Fn() -> bool + Send + Sync>,
+    started: bool,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+struct Inner {
+    client: Client,
+    options: CacheOptions,
+    informers: Mutex<HashMap<(TypeId, String), Entry>>,
+    running: Mutex<Option<Running>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    panics: mpsc::UnboundedSender<(Arc<str>, String)>,
+    panic_rx: Mutex<Option<mpsc::UnboundedReceiver<(Arc<str>, String)>>>,
+}
+
+/// The manager's informer cache: one informer per type, shared by every controller and by
+/// the [`CachedClient`](crate::CachedClient). Cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let informers = self.inner.informers.lock();
+        f.debug_struct("Cache")
+            .field("namespaces", &self.inner.options.namespaces)
+            .field(
+                "informers",
+                &informers.values().map(|e| &*e.resource).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// `apiVersion/plural` of `K`, with ` (metadata)` for metadata-only types.
+fn resource_name<K: Resource>(dt: &K::DynamicType) -> String {
+    let base = format!("{}/{}", K::api_version(dt), K::plural(dt));
+    if is_metadata_only::<K>() {
+        base + " (metadata)"
+    } else {
+        base
+    }
+}
+
+/// Whether `K` is kube's `PartialObjectMeta<_>`, which is listed and watched metadata-only.
+pub(crate) fn is_metadata_only<K>() -> bool {
+    std::any::type_name::<K>().starts_with("kube_core::metadata::PartialObjectMeta<")
+}
+
+/// Whether `K` is cluster-scoped, when its type says (`None` for dynamic types).
+pub(crate) fn is_cluster_scoped<K: Resource>() -> Option<bool> {
+    let scope = std::any::type_name::<K::Scope>();
+    if scope == std::any::type_name::<k8s_openapi::ClusterResourceScope>() {
+        Some(true)
+    } else if scope == std::any::type_name::<k8s_openapi::NamespaceResourceScope>() {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn jittered(period: Duration) -> Duration {
+    period.mul_f64(1.0 + rand::random::<f64>() * SYNC_PERIOD_JITTER)
+}
+
+// === impl Cache ===
+
+impl Cache {
+    /// A cache reading through `client` (not started: see [`start`](Self::start)).
+    pub fn new(client: Client, options: CacheOptions) -> Self {
+        let (panics, panic_rx) = mpsc::unbounded_channel();
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                options,
+                informers: Mutex::new(HashMap::new()),
+                running: Mutex::new(None),
+                tasks: Mutex::new(Vec::new()),
+                panics,
+                panic_rx: Mutex::new(Some(panic_rx)),
+            }),
+        }
+    }
+
+    /// The client informers list and watch with.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The cache's informer for `K`, created (and started, if the cache runs) on first use.
+    pub fn informer<K>(&self) -> Informer<K>
+    where
+        K: CacheObject,
+        K::DynamicType: Default,
+    {
+        self.informer_with(&K::DynamicType::default(), None)
+    }
+
+    /// The cache's informer for a dynamic type: `namespaced` says the resource's scope
+    /// (discovery's [`ResourceInfo`](ferrokube_client::ResourceInfo) knows it).
+    pub fn dynamic_informer(
+        &self,
+        resource: &kube::core::ApiResource,
+        namespaced: bool,
+    ) -> Informer<kube::core::DynamicObject> {
+        self.informer_with(resource, Some(!namespaced))
+    }
+
+    /// The informer for `K` with its dynamic type; `cluster_scoped` overrides what the type
+    /// says about its scope.
+    pub fn informer_with<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+        cluster_scoped: Option<bool>,
+    ) -> Informer<K> {
+        let resource = resource_name::<K>(dt);
+        let key = (TypeId::of::<K>(), resource.clone());
+        let mut informers = self.inner.informers.lock();
+        if let Some(existing) = informers
+            .get(&key)
+            .and_then(|e| e.informer.downcast_ref::<Informer<K>>())
+        {
+            return existing.clone();
+        }
+        let informer = self.create::<K>(dt, resource, cluster_scoped);
+        let mut entry = Entry {
+            resource: Arc::clone(&informer.resource),
+            informer: Box::new(informer.clone()),
+            runs: informer
+                .parts
+                .iter()
+                .map(|(_, p)| {
+                    let p = Arc::clone(p);
+                    Arc::new(move |cancel| p.run(cancel))
+                        as Arc<dyn Fn(CancellationToken) -> informer::RunFuture + Send + Sync>
+                })
+                .collect(),
+            synced: {
+                let i = informer.clone();
+                Box::new(move || i.has_synced())
+            },
+            started: false,
+        };
+        if let Some(running) = &*self.inner.running.lock() {
+            self.spawn(&mut entry, running);
+        }
+        informers.insert(key, entry);
+        informer
+    }
+
+    fn create<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+        resource: String,
+        cluster_scoped: Option<bool>,
+    ) -> Informer<K> {
+        let options = &self.inner.options;
+        let by_object = options.for_type::<K>();
+        let settings = Settings {
+            resync: options.sync_period.map(jittered),
+            label_selector: by_object.and_then(|b| b.label_selector.clone()),
+            field_selector: by_object.and_then(|b| b.field_selector.clone()),
+            initial_list: options.initial_list,
+            metadata_only: is_metadata_only::<K>(),
+        };
+        let cluster_scoped = cluster_scoped
+            .or_else(is_cluster_scoped::<K>)
+            .unwrap_or(false);
+        let namespaces: Vec<Option<String>> = match by_object.and_then(|b| b.namespaces.clone()) {
+            _ if cluster_scoped => vec![None],
+            Some(ns) if !ns.is_empty() => ns.into_iter().map(Some).collect(),
+            _ if options.namespaces.is_empty() => vec![None],
+            _ => options.namespaces.iter().cloned().map(Some).collect(),
+        };
+        let client = &self.inner.client;
+        let parts = namespaces
+            .into_iter()
+            .map(|ns| {
+                let part: Arc<dyn Part<K>> = match by_object.and_then(|b| b.compact.as_ref()) {
+                    Some(factory) => factory(client, ns.as_deref(), &settings),
+                    None => {
+                        let mut config = settings.config::<K>();
+                        if let Some(t) = by_object.and_then(|b| b.transform.clone()) {
+                            config = config.transform(t);
+                        }
+                        let api = Api::<K>::new(client.clone(), ns.as_deref(), dt);
+                        Arc::new(SharedIndexInformer::new(api, config))
+                    }
+                };
+                (ns, part)
+            })
+            .collect();
+        Informer {
+            resource: resource.into(),
+            parts,
+        }
+    }
+
+    fn spawn(&self, entry: &mut Entry, running: &Running) {
+        entry.started = true;
+        let mut tasks = self.inner.tasks.lock();
+        for run in &entry.runs {
+            let future = AssertUnwindSafe(run(running.cancel.child_token())).catch_unwind();
+            let panics = self.inner.panics.clone();
+            let resource = Arc::clone(&entry.resource);
+            tasks.push(running.runtime.spawn(async move {
+                if let Err(payload) = future.await {
+                    let _ = panics.send((resource, crate::controller::panic_message(&*payload)));
+                }
+            }));
+        }
+    }
+
+    /// Runs every informer (those created later start at once) until `cancel` fires, then
+    /// stops them and waits for them to end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InformerPanicked`] if an informer panicked: its cache would be stale, so the
+    /// whole cache stops. A cache runs once; a second call returns at once.
+    pub async fn start(&self, cancel: CancellationToken) -> Result<(), Error> {
+        let Some(mut panics) = self.inner.panic_rx.lock().take() else {
+            tracing::warn!("the cache was started twice");
+            return Ok(());
+        };
+        let stop = cancel.child_token();
+        {
+            let mut informers = self.inner.informers.lock();
+            let mut running = self.inner.running.lock();
+            let r = running.insert(Running {
+                cancel: stop.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            });
+            for entry in informers.values_mut().filter(|e| !e.started) {
+                self.spawn(entry, r);
+            }
+        }
+        let result = tokio::select! {
+            _ = cancel.cancelled() => Ok(()),
+            Some((resource, message)) = panics.recv() => Err(Error::InformerPanicked {
+                resource: resource.to_string(),
+                message,
+            }),
+        };
+        stop.cancel();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+        result
+    }
+
+    /// Whether the cache is running.
+    pub fn is_started(&self) -> bool {
+        self.inner.running.lock().is_some()
+    }
+
+    /// True when every informer created so far has synced.
+    pub fn has_synced(&self) -> bool {
+        self.inner.informers.lock().values().all(|e| (e.synced)())
+    }
+
+    /// Waits until every informer created so far has synced; false if `cancel` fired first.
+    pub async fn wait_for_cache_sync(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            if self.has_synced() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SYNC_POLL) => {}
+                _ = cancel.cancelled() => return self.has_synced(),
+            }
+        }
+    }
+
+    /// Waits until `informer` has synced: errors if the cache is not running or stops first.
+    pub async fn wait_for_informer<K: Resource + 'static>(
+        &self,
+        informer: &Informer<K>,
+    ) -> Result<(), Error> {
+        if informer.has_synced() {
+            return Ok(());
+        }
+        let Some(cancel) = self.inner.running.lock().as_ref().map(|r| r.cancel.clone()) else {
+            return Err(Error::NotStarted {
+                resource: informer.resource().to_owned(),
+            });
+        };
+        loop {
+            if informer.has_synced() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SYNC_POLL) => {}
+                _ = cancel.cancelled() => return Err(Error::Stopped {
+                    resource: informer.resource().to_owned(),
+                }),
+            }
+        }
+    }
+
+    /// The informer a read of `K` uses: existing, or (unless told otherwise) created now;
+    /// synced either way.
+    async fn informer_for_read<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+    ) -> Result<Informer<K>, Error> {
+        let resource = resource_name::<K>(dt);
+        let existing = self
+            .inner
+            .informers
+            .lock()
+            .get(&(TypeId::of::<K>(), resource.clone()))
+            .and_then(|e| e.informer.downcast_ref::<Informer<K>>().cloned());
+        let informer = match existing {
+            Some(i) => i,
+            None if self.inner.options.fail_on_missing_informer => {
+                return Err(Error::NotCached { resource });
+            }
+            None => self.informer_with::<K>(dt, None),
+        };
+        self.wait_for_informer(&informer).await?;
+        Ok(informer)
+    }
+
+    /// Registers a field index on `K` (controller-runtime's `IndexField`): `extract` gives
+    /// the values of `field` for an object, and [`ListParams::field`] looks them up. The
+    /// index may be added before or after the informer started (objects are re-indexed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Index`] if the field already has an index for `K`.
+    pub fn index_field<K>(
+        &self,
+        field: &str,
+        extract: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
+    ) -> Result<(), Error>
+    where
+        K: CacheObject,
+        K::DynamicType: Default,
+    {
+        self.index_field_with(&K::DynamicType::default(), field, extract)
+    }
+
+    /// [`index_field`](Self::index_field) for a type with a dynamic type.
+    pub fn index_field_with<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+        field: &str,
+        extract: impl Fn(&K) -> Vec<String> + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let informer = self.informer_with::<K>(dt, None);
+        let index: ferrokube_informer::store::IndexFunc<K> = Arc::new(move |object: &K| {
+            let values = extract(object);
+            let namespace = object.meta().namespace.as_deref();
+            let mut keys = Vec::with_capacity(values.len() * 2);
+            for v in values {
+                if let Some(ns) = namespace {
+                    keys.push(format!("{ns}/{v}"));
+                }
+                keys.push(format!("{ALL_NAMESPACES}/{v}"));
+            }
+            keys
+        });
+        let name = format!("{FIELD_INDEX_PREFIX}{field}");
+        for (_, part) in informer.parts.iter() {
+            part.add_index(&name, Arc::clone(&index))
+                .map_err(|source| Error::Index {
+                    resource: informer.resource().to_owned(),
+                    field: field.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The cached `K` named `name` in `namespace` (`None` for cluster-scoped objects).
+    pub async fn get<K>(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<K>>, Error>
+    where
+        K: CacheObject,
+        K::DynamicType: Default,
+    {
+        self.get_with(&K::DynamicType::default(), namespace, name)
+            .await
+    }
+
+    /// [`get`](Self::get) for a type with a dynamic type.
+    pub async fn get_with<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<K>>, Error> {
+        let informer = self.informer_for_read::<K>(dt).await?;
+        let part = informer
+            .part_for(namespace)
+            .ok_or_else(|| Error::NamespaceNotCached {
+                resource: informer.resource().to_owned(),
+                namespace: namespace.unwrap_or_default().to_owned(),
+            })?;
+        Ok(part.get(namespace, name))
+    }
+
+    /// The cached `K`s that `params` selects.
+    pub async fn list<K>(&self, params: &ListParams) -> Result<Vec<Arc<K>>, Error>
+    where
+        K: CacheObject,
+        K::DynamicType: Default,
+    {
+        self.list_with(&K::DynamicType::default(), params).await
+    }
+
+    /// [`list`](Self::list) for a type with a dynamic type.
+    pub async fn list_with<K: CacheObject>(
+        &self,
+        dt: &K::DynamicType,
+        params: &ListParams,
+    ) -> Result<Vec<Arc<K>>, Error> {
+        let informer = self.informer_for_read::<K>(dt).await?;
+        let parts: Vec<&Arc<dyn Part<K>>> = match params.namespace.as_deref() {
+            Some(ns) => {
+                vec![
+                    informer
+                        .part_for(Some(ns))
+                        .ok_or_else(|| Error::NamespaceNotCached {
+                            resource: informer.resource().to_owned(),
+                            namespace: ns.to_owned(),
+                        })?,
+                ]
+            }
+            None => informer.parts.iter().map(|(_, p)| p).collect(),
+        };
+        let mut out = Vec::new();
+        for part in parts {
+            match (&params.field, params.namespace.as_deref()) {
+                (Some((field, value)), ns) => {
+                    let index = format!("{FIELD_INDEX_PREFIX}{field}");
+                    if !part.has_index(&index) {
+                        return Err(Error::NoIndex {
+                            resource: informer.resource().to_owned(),
+                            field: field.clone(),
+                        });
+                    }
+                    let key = format!("{}/{value}", ns.unwrap_or(ALL_NAMESPACES));
+                    let mut found = part.by_index(&index, &key).unwrap_or_default();
+                    if !params.selector.is_empty() {
+                        found.retain(|o| params.selector.matches(o.meta().labels.as_ref()));
+                    }
+                    out.extend(found);
+                }
+                (None, Some(ns)) => out.extend(part.list_namespaced(ns, &params.selector)),
+                (None, None) => out.extend(part.list(&params.selector)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::core::{DynamicObject, PartialObjectMeta};
+
+    #[test]
+    fn metadata_only_types_are_recognised() {
+        assert!(is_metadata_only::<PartialObjectMeta<ConfigMap>>());
+        assert!(!is_metadata_only::<ConfigMap>());
+        assert!(!is_metadata_only::<DynamicObject>());
+    }
+
+    #[test]
+    fn scopes_come_from_the_type() {
+        assert_eq!(is_cluster_scoped::<Namespace>(), Some(true));
+        assert_eq!(is_cluster_scoped::<ConfigMap>(), Some(false));
+        assert_eq!(is_cluster_scoped::<DynamicObject>(), None);
+    }
+
+    #[test]
+    fn sync_periods_are_jittered_by_at_most_ten_percent() {
+        for _ in 0..100 {
+            let p = jittered(DEFAULT_SYNC_PERIOD);
+            assert!(p >= DEFAULT_SYNC_PERIOD && p <= DEFAULT_SYNC_PERIOD.mul_f64(1.1));
+        }
+    }
+}

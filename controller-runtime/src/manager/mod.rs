@@ -1,0 +1,625 @@
+//! [`Manager`]: the shared client and cache, controllers and other runnables, leader election
+//! with warm standby, one HTTP server for `/metrics`, `/healthz`, `/readyz`, and graceful
+//! shutdown (controller-runtime's `pkg/manager`).
+//!
+//! [`Manager::start`] runs, in order: the HTTP server; the cache (every informer the
+//! controllers need, on every replica: a standby's caches are synced before it leads); the
+//! runnables that need no leader election; then, once the Lease is held (at once without
+//! leader election), the leader-elected runnables — the controllers.
+//!
+//! Shutdown (the token passed to `start` is cancelled) runs in reverse: leader-elected
+//! runnables stop taking work and the manager waits for reconciles in flight, then the Lease
+//! is released (if configured), the other runnables stop, the cache, the event broadcaster
+//! and the server — all within the graceful shutdown timeout.
+//!
+//! Losing the Lease stops the leader-elected runnables at once and `start` returns
+//! [`Error::LeaderElectionLost`] without a graceful wait (or exits the process, with
+//! [`ManagerOptions::exit_on_lost_leadership`]): a replica that lost the Lease must not go on
+//! writing.
+
+mod options;
+mod runnable;
+mod signals;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ferrokube_client::leader_election::{
+    HealthzAdaptor, LeaderElectionConfig, LeaderElectionError, LeaderElector, LeaderEvent,
+    StopReason,
+};
+use ferrokube_client::{BroadcasterConfig, Client, EventBroadcaster, Recorder};
+use futures::{FutureExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use self::options::{DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, LeaderElectionOptions, ManagerOptions};
+pub use self::runnable::{FnRunnable, RunFuture, Runnable, runnable_fn};
+pub use self::signals::shutdown_signal;
+use crate::cache::Cache;
+use crate::cached_client::CachedClient;
+use crate::controller::panic_message;
+use crate::metrics::Metrics;
+use crate::reconcile::BoxError;
+use crate::server::{HealthChecks, Server};
+
+/// Why the manager could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client could not be built from the configuration.
+    #[error("cannot build the manager's client")]
+    Config(#[source] ferrokube_client::ConfigError),
+    /// `start` was called twice, or a runnable was added after start.
+    #[error("the manager has already been started")]
+    AlreadyStarted,
+    /// Two controllers of one manager share a name.
+    #[error(
+        "a controller named {name:?} already exists in this manager; controller names must be unique"
+    )]
+    DuplicateController {
+        /// The name.
+        name: String,
+    },
+    /// The leader election options are invalid.
+    #[error("invalid leader election options")]
+    LeaderElectionConfig(#[source] LeaderElectionError),
+    /// This replica lost the Lease: leader-elected work was stopped at once.
+    #[error("leader election lost: {reason}")]
+    LeaderElectionLost {
+        /// Why leadership ended.
+        reason: String,
+    },
+    /// The HTTP server could not start, or a health check could not be added.
+    #[error(transparent)]
+    Server(#[from] crate::server::Error),
+    /// The cache failed (an informer panicked).
+    #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
+    /// A runnable (e.g. a controller) returned an error.
+    #[error("runnable {name} failed")]
+    Runnable {
+        /// The runnable's name.
+        name: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// A runnable panicked.
+    #[error("runnable {name} panicked: {message}")]
+    RunnablePanicked {
+        /// The runnable's name.
+        name: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// Shutdown took longer than the graceful shutdown timeout; these were abandoned.
+    #[error("graceful shutdown timed out after {timeout:?}; still running: {pending}")]
+    GracefulShutdownTimeout {
+        /// The timeout.
+        timeout: Duration,
+        /// What was still running, comma-separated.
+        pending: String,
+    },
+}
+
+struct Inner {
+    client: Client,
+    cache: Cache,
+    cached_client: CachedClient,
+    metrics: Metrics,
+    healthz: HealthChecks,
+    readyz: HealthChecks,
+    leader_election: Option<LeaderElectionOptions>,
+    identity: String,
+    bind_address: Option<SocketAddr>,
+    graceful_shutdown_timeout: Duration,
+    exit_on_lost_leadership: bool,
+    events_config: Mutex<Option<BroadcasterConfig>>,
+    broadcaster: OnceLock<EventBroadcaster>,
+    runnables: Mutex<Vec<Box<dyn Runnable>>>,
+    controller_names: Mutex<HashSet<String>>,
+    started: AtomicBool,
+    server_address: Mutex<Option<SocketAddr>>,
+    leading: watch::Sender<bool>,
+    leader_healthz: HealthzAdaptor,
+}
+
+/// Runs controllers and other runnables with a shared client and cache. Cheap to clone.
+///
+/// ```no_run
+/// use ferrokube_runtime::prelude::*;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ferrokube_runtime::client::Config::infer().await?;
+/// let manager = Manager::new(
+///     &config,
+///     ManagerOptions::default().leader_election(LeaderElectionOptions::new("default", "my-operator")),
+/// )?;
+/// // Builder::new(&manager).for_::<MyKind>().complete(reconciler)?;
+/// manager.start(shutdown_signal()?).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("identity", &self.inner.identity)
+            .field("leader_election", &self.inner.leader_election)
+            .field("bind_address", &self.inner.bind_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This host's name, for the default leader election identity.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+// === impl Manager ===
+
+impl Manager {
+    /// A manager whose client is built from `config`, with the client's request metrics
+    /// (`rest_client_requests_total`) in the manager's registry. Needs a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the client cannot be built.
+    pub fn new(config: &ferrokube_client::Config, options: ManagerOptions) -> Result<Self, Error> {
+        let metrics = Metrics::new();
+        let config = config.clone().request_metrics(metrics.rest_client());
+        let client = Client::from_config(&config).map_err(Error::Config)?;
+        Ok(Self::with_metrics(client, options, metrics))
+    }
+
+    /// A manager around an existing client (its requests are not counted in the manager's
+    /// metrics).
+    pub fn from_client(client: Client, options: ManagerOptions) -> Self {
+        Self::with_metrics(client, options, Metrics::new())
+    }
+
+    fn with_metrics(client: Client, options: ManagerOptions, metrics: Metrics) -> Self {
+        let ManagerOptions {
+            cache,
+            leader_election,
+            bind_address,
+            graceful_shutdown_timeout,
+            events,
+            field_manager,
+            exit_on_lost_leadership,
+        } = options;
+        let identity = leader_election
+            .as_ref()
+            .and_then(|le| le.identity.clone())
+            .unwrap_or_else(|| {
+                format!("{}_{}", hostname(), crate::reconcile::ReconcileId::random())
+            });
+        let cache = Cache::new(client.clone(), cache);
+        let mut cached_client = CachedClient::new(cache.clone(), client.clone());
+        if let Some(m) = field_manager {
+            cached_client = cached_client.with_field_manager(m);
+        }
+        let readyz = HealthChecks::default();
+        let healthz = HealthChecks::default();
+        let leader_healthz = HealthzAdaptor::new(Duration::from_secs(20));
+        {
+            let cache = cache.clone();
+            // Fresh check sets: names cannot clash.
+            let _ = readyz.add(
+                "cache-sync",
+                Arc::new(move || {
+                    if cache.has_synced() {
+                        Ok(())
+                    } else {
+                        Err("the caches have not synced".to_owned())
+                    }
+                }),
+            );
+            let adaptor = leader_healthz.clone();
+            let _ = healthz.add(
+                adaptor.name(),
+                Arc::new(move || adaptor.check().map_err(|e| e.to_string())),
+            );
+        }
+        let (leading, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                cache,
+                cached_client,
+                metrics,
+                healthz,
+                readyz,
+                leader_election,
+                identity,
+                bind_address,
+                graceful_shutdown_timeout,
+                exit_on_lost_leadership,
+                events_config: Mutex::new(Some(events)),
+                broadcaster: OnceLock::new(),
+                runnables: Mutex::new(Vec::new()),
+                controller_names: Mutex::new(HashSet::new()),
+                started: AtomicBool::new(false),
+                server_address: Mutex::new(None),
+                leading,
+                leader_healthz,
+            }),
+        }
+    }
+
+    /// The reconcilers' client: reads from the cache, writes to the API server.
+    pub fn client(&self) -> CachedClient {
+        self.inner.cached_client.clone()
+    }
+
+    /// The REST client (uncached reads, anything else).
+    pub fn api_client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The shared cache (informers, field indexes).
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    /// The metrics registry served on `/metrics` (register your own metrics here).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// This replica's leader election identity (hostname + `_` + a random UUID by default).
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// Adds a runnable, started by [`start`](Self::start).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyStarted`] once the manager runs.
+    pub fn add(&self, runnable: impl Runnable) -> Result<(), Error> {
+        if self.inner.started.load(Ordering::Acquire) {
+            return Err(Error::AlreadyStarted);
+        }
+        self.inner.runnables.lock().push(Box::new(runnable));
+        Ok(())
+    }
+
+    /// Reserves a controller name (unique per manager).
+    pub(crate) fn register_controller_name(&self, name: &str) -> Result<(), Error> {
+        if !self.inner.controller_names.lock().insert(name.to_owned()) {
+            return Err(Error::DuplicateController {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a liveness check served on `/healthz` (and `/healthz/<name>`).
+    ///
+    /// # Errors
+    ///
+    /// If the name is taken or invalid.
+    pub fn add_healthz_check(
+        &self,
+        name: &str,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        Ok(self.inner.healthz.add(name, Arc::new(check))?)
+    }
+
+    /// Adds a readiness check served on `/readyz` (and `/readyz/<name>`). The manager adds
+    /// `cache-sync` (the caches have synced) itself.
+    ///
+    /// # Errors
+    ///
+    /// If the name is taken or invalid.
+    pub fn add_readyz_check(
+        &self,
+        name: &str,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        Ok(self.inner.readyz.add(name, Arc::new(check))?)
+    }
+
+    /// An event recorder reporting as `controller` from this replica (events.k8s.io/v1,
+    /// aggregated and spam-filtered like client-go's). Needs a tokio runtime.
+    pub fn event_recorder(&self, controller: impl Into<String>) -> Recorder {
+        let broadcaster = self.inner.broadcaster.get_or_init(|| {
+            let config = self.inner.events_config.lock().take().unwrap_or_default();
+            EventBroadcaster::new(self.inner.client.clone(), config)
+        });
+        broadcaster.recorder(controller, self.inner.identity.clone())
+    }
+
+    /// Where the HTTP server listens, once [`start`](Self::start) has bound it.
+    pub fn server_address(&self) -> Option<SocketAddr> {
+        *self.inner.server_address.lock()
+    }
+
+    /// Whether this replica runs its leader-elected runnables now.
+    pub fn is_leader(&self) -> bool {
+        *self.inner.leading.borrow()
+    }
+
+    /// Resolves when this replica starts leading (at once when it leads already; never if
+    /// it never does). Without leader election, when `start` begins.
+    #[doc(alias = "Elected")]
+    pub async fn elected(&self) {
+        let mut rx = self.inner.leading.subscribe();
+        let _ = rx.wait_for(|leading| *leading).await;
+    }
+
+    /// Runs everything until `shutdown` is cancelled (see the module docs for the order),
+    /// then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// The first failure: the server could not bind, a runnable failed or panicked, the
+    /// cache failed, leadership was lost, or shutdown timed out.
+    pub async fn start(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        if self.inner.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted);
+        }
+        let inner = &self.inner;
+        // Dropping this future stops everything it started.
+        let root = CancellationToken::new();
+        let _stop_all = root.clone().drop_guard();
+        let (errors, mut failures) = mpsc::unbounded_channel::<Error>();
+
+        let server_stop = root.child_token();
+        let server_task = match inner.bind_address {
+            Some(address) => {
+                let server = Server::bind(
+                    address,
+                    inner.metrics.clone(),
+                    inner.healthz.clone(),
+                    inner.readyz.clone(),
+                )
+                .await?;
+                *inner.server_address.lock() = Some(server.local_addr());
+                tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
+                let errors = errors.clone();
+                let stop = server_stop.clone();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = server.serve(stop).await {
+                        let _ = errors.send(Error::Server(e));
+                    }
+                }))
+            }
+            None => None,
+        };
+
+        let cache_stop = root.child_token();
+        let cache_task = {
+            let cache = inner.cache.clone();
+            let errors = errors.clone();
+            let stop = cache_stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cache.start(stop).await {
+                    let _ = errors.send(Error::Cache(e));
+                }
+            })
+        };
+
+        let (mut elected, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *inner.runnables.lock())
+            .into_iter()
+            .partition(|r| r.needs_leader_election());
+        let others_stop = root.child_token();
+        let mut others_set = Group::default();
+        for r in others {
+            spawn_runnable(&mut others_set, r, others_stop.child_token(), &errors);
+        }
+
+        let elected_stop = root.child_token();
+        let election_stop = root.child_token();
+        let mut elected_set = Group::default();
+        let mut election = None;
+        let lease_name = inner.leader_election.as_ref().map(|le| le.name.clone());
+        match &inner.leader_election {
+            None => {
+                inner.leading.send_replace(true);
+                for r in elected.drain(..) {
+                    spawn_runnable(&mut elected_set, r, elected_stop.child_token(), &errors);
+                }
+            }
+            Some(le) => {
+                let config = LeaderElectionConfig::new(&le.namespace, &le.name, &inner.identity)
+                    .lease_duration(le.lease_duration)
+                    .renew_deadline(le.renew_deadline)
+                    .retry_period(le.retry_period)
+                    .release_on_cancel(le.release_on_cancel);
+                let elector = LeaderElector::new(inner.client.clone(), config)
+                    .map_err(Error::LeaderElectionConfig)?;
+                inner.leader_healthz.set_leader_election(&elector);
+                inner.metrics.set_leader(&le.name, false);
+                tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace, le.name), identity = %inner.identity, "attempting to acquire the leader lease");
+                election = Some(elector.run(election_stop.clone()));
+            }
+        }
+
+        let outcome = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(e) = failures.recv() => break Err(e),
+                event = next_event(&mut election) => match event {
+                    Some(LeaderEvent::StartedLeading(leading)) => {
+                        tracing::info!(identity = %inner.identity, "became the leader; starting leader-elected runnables");
+                        if let Some(name) = &lease_name {
+                            inner.metrics.set_leader(name, true);
+                        }
+                        inner.leading.send_replace(true);
+                        let token = leading.child_token();
+                        // Leader-elected work stops with leadership or with shutdown.
+                        let stop = elected_stop.clone();
+                        let t = token.clone();
+                        tokio::spawn(async move { stop.cancelled().await; t.cancel() });
+                        for r in elected.drain(..) {
+                            spawn_runnable(&mut elected_set, r, token.child_token(), &errors);
+                        }
+                    }
+                    Some(LeaderEvent::StoppedLeading(reason)) => {
+                        inner.leading.send_replace(false);
+                        if let Some(name) = &lease_name {
+                            inner.metrics.set_leader(name, false);
+                        }
+                        let reason = describe(&reason);
+                        tracing::error!(%reason, "leader election lost");
+                        if inner.exit_on_lost_leadership {
+                            eprintln!("leader election lost: {reason}; exiting");
+                            std::process::exit(1);
+                        }
+                        break Err(Error::LeaderElectionLost { reason });
+                    }
+                    Some(LeaderEvent::NewLeader(holder)) => {
+                        tracing::info!(leader = ?holder, "new leader observed");
+                    }
+                    None => election = None,
+                },
+            }
+        };
+
+        tracing::info!("stopping the manager");
+        let lost = matches!(outcome, Err(Error::LeaderElectionLost { .. }));
+        let timeout = if lost {
+            Duration::ZERO
+        } else {
+            inner.graceful_shutdown_timeout
+        };
+        let deadline = Instant::now() + timeout;
+        let mut pending = Vec::new();
+        elected_stop.cancel();
+        pending.extend(elected_set.drain(deadline).await);
+        election_stop.cancel();
+        if let Some(mut stream) = election.take() {
+            // Lets the elector release the Lease (when configured) before the process exits.
+            let _ = tokio::time::timeout_at(
+                deadline.max(Instant::now() + Duration::from_secs(1)),
+                async { while stream.next().await.is_some() {} },
+            )
+            .await;
+        }
+        others_stop.cancel();
+        pending.extend(others_set.drain(deadline).await);
+        cache_stop.cancel();
+        let _ = tokio::time::timeout_at(deadline, cache_task).await;
+        if let Some(b) = inner.broadcaster.get() {
+            let _ = tokio::time::timeout_at(deadline, b.flush()).await;
+        }
+        server_stop.cancel();
+        if let Some(task) = server_task {
+            let _ = tokio::time::timeout_at(
+                deadline.max(Instant::now() + Duration::from_secs(1)),
+                task,
+            )
+            .await;
+        }
+        inner.leading.send_replace(false);
+        drop(errors);
+        let late = failures.try_recv().ok();
+        tracing::info!("the manager stopped");
+        match outcome {
+            Err(e) => Err(e),
+            Ok(()) if !pending.is_empty() => Err(Error::GracefulShutdownTimeout {
+                timeout,
+                pending: pending.join(", "),
+            }),
+            Ok(()) => late.map_or(Ok(()), Err),
+        }
+    }
+}
+
+fn describe(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Cancelled => "the election was cancelled".to_owned(),
+        StopReason::RenewDeadlineExceeded => "the lease could not be renewed in time".to_owned(),
+        StopReason::LeaseTaken { holder } => format!("the lease is held by {holder}"),
+        StopReason::Aborted => "the election task was aborted".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn next_event(
+    election: &mut Option<ferrokube_client::leader_election::LeaderElection>,
+) -> Option<LeaderEvent> {
+    match election {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Running runnables and their names.
+#[derive(Default)]
+struct Group {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, String>,
+}
+
+impl Group {
+    /// Waits for every runnable until `deadline`; aborts and names those still running.
+    async fn drain(&mut self, deadline: Instant) -> Vec<String> {
+        let finished = tokio::time::timeout_at(deadline, async {
+            while self.set.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_ok() {
+            return Vec::new();
+        }
+        self.set.abort_all();
+        let mut pending = Vec::new();
+        while let Some(joined) = self.set.join_next_with_id().await {
+            if let Err(e) = joined {
+                pending.extend(self.names.get(&e.id()).cloned());
+            }
+        }
+        pending
+    }
+}
+
+fn spawn_runnable(
+    group: &mut Group,
+    runnable: Box<dyn Runnable>,
+    cancel: CancellationToken,
+    errors: &mpsc::UnboundedSender<Error>,
+) {
+    let name = runnable.name();
+    let errors = errors.clone();
+    let task_name = name.clone();
+    let handle = group.set.spawn(async move {
+        match AssertUnwindSafe(runnable.start(cancel))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                let _ = errors.send(Error::Runnable { name, source });
+            }
+            Err(payload) => {
+                let _ = errors.send(Error::RunnablePanicked {
+                    name,
+                    message: panic_message(&*payload),
+                });
+            }
+        }
+    });
+    group.names.insert(handle.id(), task_name);
+}
