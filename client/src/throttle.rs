@@ -1,5 +1,9 @@
-//! Client-side throttling: a token bucket (client-go's `flowcontrol.NewTokenBucketRateLimiter`)
-//! applied as a tower layer inside the kube client, so every request is counted.
+//! Client-side throttling: client-go's `flowcontrol.NewTokenBucketRateLimiter` applied as a
+//! tower layer inside the kube client, so every request is counted.
+//!
+//! The bucket is the work queue's [`TokenBucket`] (one implementation, as client-go's rest
+//! client and workqueue both use `golang.org/x/time/rate`): a request takes a token at once and
+//! waits until that token is due.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,69 +11,26 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use ferrokube_workqueue::rate_limiter::TokenBucket;
 use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 /// Waits longer than this are logged at debug level.
 const LOG_WAIT_OVER: Duration = Duration::from_millis(50);
 
-/// A token bucket refilled at `qps` up to `burst`, handing out reservations like
-/// `golang.org/x/time/rate`: a request takes a token now and waits until it would have been
-/// available.
-#[derive(Debug)]
-pub struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    state: Mutex<BucketState>,
-}
-
-#[derive(Debug)]
-struct BucketState {
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket; `qps` must be positive and `burst` at least 1 (0 is taken as 1).
-    pub fn new(qps: f32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            qps: f64::from(qps),
-            burst,
-            state: Mutex::new(BucketState {
-                tokens: burst,
-                last: Instant::now(),
-            }),
-        }
-    }
-
-    /// Takes one token and returns how long to wait before using it.
-    pub fn reserve(&self) -> Duration {
-        let now = Instant::now();
-        let mut s = self.state.lock();
-        let elapsed = now.saturating_duration_since(s.last).as_secs_f64();
-        s.tokens = (s.tokens + elapsed * self.qps).min(self.burst);
-        s.last = now;
-        s.tokens -= 1.0;
-        if s.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-s.tokens / self.qps)
-        }
-    }
-}
-
 /// A [`tower::Layer`] that makes every request wait for a token from a shared bucket.
 #[derive(Clone, Debug)]
 pub struct ThrottleLayer {
-    bucket: Arc<TokenBucket>,
+    bucket: Arc<Mutex<TokenBucket>>,
 }
 
 impl ThrottleLayer {
-    /// A layer with client-go's QPS/burst semantics; `None` when `qps <= 0` (unthrottled).
+    /// A layer with client-go's QPS/burst semantics (`TokenBucket::new(qps, burst)`); `None`
+    /// when `qps <= 0` (unthrottled). A `burst` of 0, which [`Config`](crate::Config) refuses
+    /// as client-go's clientset does, is taken as 1 here rather than blocking every request.
     pub fn new(qps: f32, burst: u32) -> Option<Self> {
         (qps > 0.0).then(|| Self {
-            bucket: Arc::new(TokenBucket::new(qps, burst)),
+            bucket: Arc::new(Mutex::new(TokenBucket::new(f64::from(qps), burst.max(1)))),
         })
     }
 }
@@ -91,7 +52,7 @@ impl<S> tower::Layer<S> for ThrottleLayer {
 #[derive(Debug)]
 pub struct Throttle<S> {
     inner: S,
-    bucket: Arc<TokenBucket>,
+    bucket: Arc<Mutex<TokenBucket>>,
     wait: Option<(Pin<Box<Sleep>>, Duration)>,
     permitted: bool,
 }
@@ -118,7 +79,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if !self.permitted {
             if self.wait.is_none() {
-                let delay = self.bucket.reserve();
+                let delay = self.bucket.lock().reserve_at(Instant::now());
                 if delay.is_zero() {
                     self.permitted = true;
                 } else {
@@ -172,17 +133,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_refills_while_idle() {
-        let bucket = TokenBucket::new(10.0, 2);
-        assert_eq!(bucket.reserve(), Duration::ZERO);
-        assert_eq!(bucket.reserve(), Duration::ZERO);
-        assert_eq!(bucket.reserve(), Duration::from_millis(100));
+        let layer = ThrottleLayer::new(10.0, 2).unwrap();
+        let reserve = || layer.bucket.lock().reserve_at(Instant::now());
+        assert_eq!(reserve(), Duration::ZERO);
+        assert_eq!(reserve(), Duration::ZERO);
+        assert_eq!(reserve(), Duration::from_millis(100));
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(bucket.reserve(), Duration::ZERO);
+        assert_eq!(reserve(), Duration::ZERO);
     }
 
     #[test]
     fn non_positive_qps_disables() {
         assert!(ThrottleLayer::new(0.0, 10).is_none());
         assert!(ThrottleLayer::new(-1.0, 10).is_none());
+        assert!(ThrottleLayer::new(f32::NAN, 10).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_burst_is_one_and_infinite_qps_never_waits() {
+        // 3 requests at 10 qps with burst 0 (taken as 1): 2 / 10 = 200 ms.
+        assert_eq!(run(10.0, 0, 3).await, Duration::from_millis(200));
+        assert_eq!(run(f32::INFINITY, 1, 1000).await, Duration::ZERO);
     }
 }

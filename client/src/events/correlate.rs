@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrokube_workqueue::rate_limiter::TokenBucket;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
@@ -197,42 +198,9 @@ impl Aggregator {
 
 // === SpamFilter ===
 
-/// A token bucket kept as time credit, so refills are exact: `burst` tokens, one more every
-/// `every` (golang.org/x/time/rate's limiter, as used by client-go's spam filter).
-#[derive(Debug)]
-pub(crate) struct TokenBucket {
-    credit: Duration,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub(crate) fn full(burst: u32, every: Duration, now: Instant) -> Self {
-        Self {
-            credit: every.saturating_mul(burst),
-            last: now,
-        }
-    }
-
-    /// Takes a token if one is available.
-    pub(crate) fn try_take(&mut self, burst: u32, every: Duration, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.credit = self
-            .credit
-            .saturating_add(elapsed)
-            .min(every.saturating_mul(burst));
-        self.last = now.max(self.last);
-        if self.credit >= every && burst > 0 {
-            self.credit -= every;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// client-go's `EventSourceObjectSpamFilter`: each reporter + object may emit `burst` events,
-/// then one more per `every`.
+/// then one more per `every` (a [`TokenBucket`] per key, taken with `allow_at` as client-go's
+/// passive token bucket's `TryAccept`).
 #[derive(Debug)]
 pub(crate) struct SpamFilter {
     cache: Lru<SpamKey, TokenBucket>,
@@ -256,10 +224,10 @@ impl SpamFilter {
             return true;
         }
         if let Some(bucket) = self.cache.get_mut(key) {
-            return bucket.try_take(self.burst, self.every, now);
+            return bucket.allow_at(now);
         }
-        let mut bucket = TokenBucket::full(self.burst, self.every, now);
-        let allowed = bucket.try_take(self.burst, self.every, now);
+        let mut bucket = TokenBucket::every(self.every, self.burst);
+        let allowed = bucket.allow_at(now);
         self.cache.insert(key.clone(), bucket);
         allowed
     }

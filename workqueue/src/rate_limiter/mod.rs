@@ -20,7 +20,7 @@ mod max_wait;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::bucket::BucketRateLimiter;
+pub use self::bucket::{BucketRateLimiter, TokenBucket};
 pub use self::exponential::ItemExponentialFailureRateLimiter;
 pub use self::fast_slow::ItemFastSlowRateLimiter;
 pub use self::max_of::MaxOfRateLimiter;
