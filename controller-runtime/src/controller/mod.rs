@@ -19,6 +19,8 @@
 //! [`TerminalError`]: crate::reconcile::TerminalError
 
 mod source;
+#[cfg(test)]
+mod tests;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

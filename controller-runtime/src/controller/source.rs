@@ -116,11 +116,11 @@ impl<K: kube::Resource + Send + Sync + 'static> Started for StartedKind<K> {
 }
 
 /// The event handler a watch registers: predicates, then requests into the queue.
-struct Enqueue<K> {
-    handler: Arc<dyn EventHandler<K>>,
-    predicates: Arc<[Arc<dyn Predicate<K>>]>,
-    filters: Arc<[Arc<dyn EventFilter>]>,
-    queue: PriorityQueue<Request>,
+pub(crate) struct Enqueue<K> {
+    pub(crate) handler: Arc<dyn EventHandler<K>>,
+    pub(crate) predicates: Arc<[Arc<dyn Predicate<K>>]>,
+    pub(crate) filters: Arc<[Arc<dyn EventFilter>]>,
+    pub(crate) queue: PriorityQueue<Request>,
 }
 
 impl<K: kube::Resource> Enqueue<K> {
