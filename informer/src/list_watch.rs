@@ -1,6 +1,7 @@
 //! [`ListWatch`]: the list and watch calls a reflector makes, decoding as bytes arrive.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferrokube_client::{Api, ListOptions, Status};
@@ -32,6 +33,14 @@ pub enum Error {
     /// The watch sent an `ERROR` event.
     #[error("watch error event: {} {}: {}", .0.code, .0.reason, .0.message)]
     WatchStatus(Box<Status>),
+    /// The server closed a watch this soon after it was requested, before any event
+    /// (client-go's "very short watch"); the reflector backs off before it lists again.
+    #[error("very short watch: closed after {0:?} with no event")]
+    VeryShortWatch(Duration),
+    /// Nothing came from a watch for this long (its timeout and a grace period): the
+    /// connection is presumed dead; the reflector backs off and watches again.
+    #[error("watch stalled: nothing received for {0:?}")]
+    Stalled(Duration),
 }
 
 impl Error {
@@ -40,7 +49,7 @@ impl Error {
         match self {
             Self::Client(e) => e.is_gone(),
             Self::WatchStatus(s) => s.code == 410 || s.reason == "Expired" || s.reason == "Gone",
-            Self::Decode { .. } => false,
+            _ => false,
         }
     }
 
@@ -50,7 +59,7 @@ impl Error {
         match self {
             Self::Client(e) => e.status(),
             Self::WatchStatus(s) => Some(s),
-            Self::Decode { .. } => None,
+            _ => None,
         }
     }
 }

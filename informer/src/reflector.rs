@@ -10,6 +10,7 @@ use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::BackoffManager;
@@ -99,15 +100,40 @@ pub struct Reflector<K, S> {
     sink: Arc<S>,
     config: ReflectorConfig,
     last_sync: Arc<Mutex<String>>,
+    /// client-go's `isLastSyncResourceVersionUnavailable`: the server no longer has `last_sync`
+    /// (or does not have it yet), so the next list reads the latest state.
+    rv_unavailable: bool,
 }
 
-/// Why a list-and-watch round ended.
-enum Ended {
-    /// Relist (410 Gone, a failure, or a stalled watch).
-    Relist,
-    /// The reflector was cancelled.
-    Cancelled,
+/// A watch, and how long it may stay silent before it counts as stalled.
+struct OpenWatch<K> {
+    stream: WatchStream<K>,
+    stall: Duration,
 }
+
+/// How a watch ended.
+enum WatchEnd {
+    /// The server closed it, after this many events (bookmarks included).
+    Closed { events: usize },
+    /// Nothing arrived for this long.
+    Stalled(Duration),
+    /// An `ERROR` event, or a frame that could not be read or decoded.
+    Failed(Error),
+}
+
+/// What the reflector does after a watch ends.
+enum Next {
+    /// Watch again from the last resourceVersion, at once: the server closed a healthy watch.
+    Watch,
+    /// Back off, then watch again from the last resourceVersion.
+    BackOffAndWatch,
+    /// Give up watching: back off, then list again.
+    Relist,
+}
+
+/// A watch that ends sooner than this without an event is abnormal (client-go's "very short
+/// watch").
+const VERY_SHORT_WATCH: Duration = Duration::from_secs(1);
 
 impl<K, S> Reflector<K, S>
 where
@@ -127,6 +153,7 @@ where
             sink,
             config,
             last_sync: Arc::new(Mutex::new(String::new())),
+            rv_unavailable: false,
         }
     }
 
@@ -135,19 +162,21 @@ where
         Arc::clone(&self.last_sync)
     }
 
-    /// Runs until `cancel` fires: list, watch, relist on 410, back off on failures.
+    /// Runs until `cancel` fires: list, then watch from the last resourceVersion; when the
+    /// watch has to be given up (410 Gone, a failure, a very short watch) or the list fails,
+    /// back off and list again.
     pub async fn run(mut self, cancel: CancellationToken) {
         let resync = self.spawn_resync(&cancel);
-        // client-go's isLastSyncResourceVersionUnavailable.
-        let mut rv_unavailable = false;
+        // client-go's BackoffUntil: a round ends only when something went wrong, and each
+        // round is followed by a backoff.
         loop {
-            let round = tokio::select! {
-                _ = cancel.cancelled() => Ended::Cancelled,
-                ended = self.list_and_watch(&mut rv_unavailable) => ended,
-            };
-            match round {
-                Ended::Cancelled => break,
-                Ended::Relist => {}
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                () = self.list_and_watch() => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                () = self.config.backoff.wait() => {}
             }
         }
         if let Some(task) = resync {
@@ -162,7 +191,7 @@ where
         let should = self.config.should_resync.clone();
         let cancel = cancel.clone();
         Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut tick = tokio::time::interval_at(Instant::now() + period, period);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -183,8 +212,8 @@ where
         }
     }
 
-    fn relist_resource_version(&self, rv_unavailable: bool) -> String {
-        if rv_unavailable {
+    fn relist_resource_version(&self) -> String {
+        if self.rv_unavailable {
             return String::new();
         }
         let last = self.last_sync.lock().clone();
@@ -195,94 +224,106 @@ where
         }
     }
 
-    /// One list followed by watches until something forces a relist.
-    async fn list_and_watch(&mut self, rv_unavailable: &mut bool) -> Ended {
-        let relist_rv = self.relist_resource_version(*rv_unavailable);
-        let listed = match self.config.initial_list {
-            InitialList::Streaming => match self.streaming_list(&relist_rv).await {
-                Ok(Some(watch)) => {
-                    *rv_unavailable = false;
-                    // The streaming list's watch goes on as the first watch.
-                    if let Ended::Cancelled = self.consume(watch).await {
-                        return Ended::Cancelled;
-                    }
-                    Ok(())
+    /// Lists, then watches until the watch has to be given up. Returns when the reflector
+    /// must back off and list again; failures are reported.
+    async fn list_and_watch(&mut self) {
+        match self.list().await {
+            Ok(first) => self.watch(first).await,
+            Err(e) => {
+                self.report(&e);
+                self.rv_unavailable = e.is_expired();
+            }
+        }
+    }
+
+    /// The initial list, paged or streaming; a streaming list returns its watch, which goes
+    /// on as the first watch.
+    async fn list(&mut self) -> Result<Option<OpenWatch<K>>, Error> {
+        let relist_rv = self.relist_resource_version();
+        if self.config.initial_list == InitialList::Streaming {
+            match self.streaming_list(&relist_rv).await? {
+                Some(watch) => {
+                    self.rv_unavailable = false;
+                    return Ok(Some(watch));
                 }
-                Ok(None) => {
+                None => {
                     tracing::info!(reflector = %self.name, "server refused streaming lists; using paged lists");
                     self.config.initial_list = InitialList::Paged;
-                    return Ended::Relist;
-                }
-                Err(e) => Err(e),
-            },
-            InitialList::Paged => self.paged_list(&relist_rv).await,
-        };
-        if let Err(e) = listed {
-            self.report(&e);
-            *rv_unavailable = e.is_expired();
-            self.config.backoff.wait().await;
-            return Ended::Relist;
-        }
-        *rv_unavailable = false;
-        loop {
-            let rv = self.last_sync.lock().clone();
-            let timeout = self.watch_timeout();
-            let options = ListOptions::default()
-                .at(rv, None)
-                .timeout(timeout.as_secs() as u32)
-                .bookmarks(true);
-            match self.list_watch.watch(options).await {
-                Ok(stream) => {
-                    let stream = stream.boxed();
-                    match self
-                        .watch_events(stream, timeout + self.config.stall_grace)
-                        .await
-                    {
-                        WatchEnd::Closed => continue,
-                        WatchEnd::Failed(e) => {
-                            self.report(&e);
-                            if e.is_expired() {
-                                return Ended::Relist;
-                            }
-                            self.config.backoff.wait().await;
-                            return Ended::Relist;
-                        }
-                    }
-                }
-                Err(e) if e.is_expired() => {
-                    self.report(&e);
-                    return Ended::Relist;
-                }
-                Err(e) => {
-                    self.report(&e);
-                    // client-go retries the watch (not a relist) when the server is
-                    // unreachable; a refused watch is retried the same way after backoff.
-                    self.config.backoff.wait().await;
-                    if e.status().is_some() {
-                        return Ended::Relist;
-                    }
                 }
             }
         }
+        self.paged_list(&relist_rv).await?;
+        self.rv_unavailable = false;
+        Ok(None)
+    }
+
+    /// Watches from the last resourceVersion (first on `first`) until the watch has to be
+    /// given up.
+    async fn watch(&mut self, mut first: Option<OpenWatch<K>>) {
+        loop {
+            // Counted from before the request, as client-go: some proxies send no headers
+            // before the first event.
+            let opened = Instant::now();
+            let watch = match first.take() {
+                Some(watch) => watch,
+                None => match self.open_watch().await {
+                    Ok(watch) => watch,
+                    Err(e) => {
+                        self.report(&e);
+                        // The server refused the watch: list again. It could not be reached:
+                        // watch again, as client-go does when the connection is refused.
+                        if e.status().is_some() {
+                            return;
+                        }
+                        self.config.backoff.wait().await;
+                        continue;
+                    }
+                },
+            };
+            let end = self.watch_events(watch).await;
+            match self.next_after(end, opened) {
+                Next::Watch => {}
+                Next::BackOffAndWatch => self.config.backoff.wait().await,
+                Next::Relist => return,
+            }
+        }
+    }
+
+    async fn open_watch(&self) -> Result<OpenWatch<K>, Error> {
+        let rv = self.last_sync.lock().clone();
+        let timeout = self.watch_timeout();
+        let options = ListOptions::default()
+            .at(rv, None)
+            .timeout(timeout.as_secs() as u32)
+            .bookmarks(true);
+        let stream = self.list_watch.watch(options).await?.boxed();
+        Ok(OpenWatch {
+            stream,
+            stall: timeout + self.config.stall_grace,
+        })
+    }
+
+    /// Reports how a watch opened at `opened` ended, unless the server closed it normally,
+    /// and says what follows.
+    fn next_after(&self, end: WatchEnd, opened: Instant) -> Next {
+        let error = match end {
+            WatchEnd::Closed { events: 0 } if opened.elapsed() < VERY_SHORT_WATCH => {
+                Error::VeryShortWatch(opened.elapsed())
+            }
+            WatchEnd::Closed { .. } => return Next::Watch,
+            WatchEnd::Stalled(after) => {
+                self.report(&Error::Stalled(after));
+                return Next::BackOffAndWatch;
+            }
+            WatchEnd::Failed(e) => e,
+        };
+        self.report(&error);
+        Next::Relist
     }
 
     fn watch_timeout(&self) -> Duration {
         let min = self.config.min_watch_timeout.as_secs_f64();
         Duration::from_secs_f64(min * (1.0 + rand::random::<f64>())).max(Duration::from_secs(1))
-    }
-
-    async fn consume(&mut self, watch: WatchStream<K>) -> Ended {
-        let grace = self.config.min_watch_timeout * 2 + self.config.stall_grace;
-        match self.watch_events(watch, grace).await {
-            WatchEnd::Closed => Ended::Relist,
-            WatchEnd::Failed(e) => {
-                self.report(&e);
-                if !e.is_expired() {
-                    self.config.backoff.wait().await;
-                }
-                Ended::Relist
-            }
-        }
     }
 
     /// Pages through the list (falling back to one full list if a continue token expires)
@@ -323,7 +364,7 @@ where
     }
 
     /// A streaming list; returns the watch to go on with, or `None` if the server refused.
-    async fn streaming_list(&self, relist_rv: &str) -> Result<Option<WatchStream<K>>, Error> {
+    async fn streaming_list(&self, relist_rv: &str) -> Result<Option<OpenWatch<K>>, Error> {
         let timeout = self.watch_timeout();
         let rv = if relist_rv == "0" { "" } else { relist_rv };
         let mut options = ListOptions::default()
@@ -348,7 +389,10 @@ where
                     tracing::debug!(reflector = %self.name, items = items.len(), rv = %resource_version, "streaming list complete");
                     *self.last_sync.lock() = resource_version.clone();
                     self.sink.replace(items.into_items(), resource_version);
-                    return Ok(Some(stream));
+                    return Ok(Some(OpenWatch {
+                        stream,
+                        stall: timeout + self.config.stall_grace,
+                    }));
                 }
                 Some(Ok(Event::Bookmark { .. })) => {}
                 Some(Err(e)) if refused_streaming(&e) => return Ok(None),
@@ -359,49 +403,42 @@ where
         }
     }
 
-    /// Feeds watch events to the sink until the watch closes or fails.
-    async fn watch_events(&self, mut stream: WatchStream<K>, stall: Duration) -> WatchEnd {
+    /// Feeds watch events to the sink until the watch closes, fails or stalls.
+    async fn watch_events(&self, watch: OpenWatch<K>) -> WatchEnd {
+        let OpenWatch { mut stream, stall } = watch;
+        let mut events = 0;
         loop {
-            let next = match tokio::time::timeout(stall, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    tracing::warn!(reflector = %self.name, ?stall, "watch stalled; restarting it");
-                    return WatchEnd::Closed;
-                }
+            let Ok(next) = tokio::time::timeout(stall, stream.next()).await else {
+                return WatchEnd::Stalled(stall);
             };
-            match next {
-                None => return WatchEnd::Closed,
+            let event = match next {
+                None => return WatchEnd::Closed { events },
                 Some(Err(e)) => return WatchEnd::Failed(e),
-                Some(Ok(event)) => {
-                    let rv = match &event {
-                        Event::Added(o) | Event::Modified(o) | Event::Deleted(o) => {
-                            o.meta().resource_version.clone().unwrap_or_default()
-                        }
-                        Event::Bookmark {
-                            resource_version, ..
-                        } => resource_version.clone(),
-                    };
-                    match event {
-                        Event::Added(o) => self.sink.add(o),
-                        Event::Modified(o) => self.sink.update(o),
-                        Event::Deleted(o) => self.sink.delete(o),
-                        Event::Bookmark { .. } => {}
-                    }
-                    if !rv.is_empty() {
-                        *self.last_sync.lock() = rv;
-                    }
+                Some(Ok(event)) => event,
+            };
+            events += 1;
+            let rv = match &event {
+                Event::Added(o) | Event::Modified(o) | Event::Deleted(o) => {
+                    o.meta().resource_version.clone().unwrap_or_default()
                 }
+                Event::Bookmark {
+                    resource_version, ..
+                } => resource_version.clone(),
+            };
+            match event {
+                Event::Added(o) => self.sink.add(o),
+                Event::Modified(o) => self.sink.update(o),
+                Event::Deleted(o) => self.sink.delete(o),
+                Event::Bookmark { .. } => {}
+            }
+            if !rv.is_empty() {
+                *self.last_sync.lock() = rv;
             }
         }
     }
 }
 
 type WatchStream<K> = futures::stream::BoxStream<'static, Result<Event<K>, Error>>;
-
-enum WatchEnd {
-    Closed,
-    Failed(Error),
-}
 
 /// The initial events of a streaming list, one entry per object (client-go's temporary
 /// store): a MODIFIED replaces the object in place, a DELETED leaves a hole. Objects keep the
@@ -718,5 +755,46 @@ mod tests {
         )];
         assert_eq!(*sink.replaces.lock(), replaced);
         assert_eq!(*sink.events.lock(), ["update c@13"]);
+    }
+
+    /// A watch the server ends at once with no events (client-go's "very short watch") is
+    /// followed by a backoff, not by another watch at once.
+    #[tokio::test(start_paused = true)]
+    async fn very_short_watches_back_off() {
+        // Past 100 watches the server stops answering, so a tight loop ends too.
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (false, _) => reply(200, LIST),
+            (true, 0..100) => reply(200, ""),
+            (true, _) => open(&[]),
+        });
+        let (_, errors) = run(&client, InitialList::Paged, Duration::from_secs(10)).await;
+        let watches = kinds(&seen, true);
+        // Backoffs of at least 0.8, 1.6, 3.2 and 6.4 s fit at most four watches in 10 s.
+        assert!(watches.len() <= 4, "{} watches", watches.len());
+        assert!(
+            errors.iter().all(|e| e.contains("very short watch")),
+            "{errors:?}"
+        );
+    }
+
+    /// A streaming list's watch that fails with 410 leads to a new streaming list, not to a
+    /// plain watch.
+    #[tokio::test(start_paused = true)]
+    async fn streaming_list_watch_410_lists_again() {
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (true, 0) => open(&[
+                &object_event("ADDED", "a", 5),
+                &initial_events_end(5),
+                &error_event(410, "Expired"),
+            ]),
+            _ => open(&[]),
+        });
+        let (sink, _) = run(&client, InitialList::Streaming, Duration::from_secs(10)).await;
+        let watches = kinds(&seen, true);
+        assert_eq!(watches.len(), 2, "{watches:?}");
+        assert!(watches.iter().all(Seen::streaming), "{watches:?}");
+        assert_eq!(watches[1].param("resourceVersion"), Some("5"));
+        assert!(kinds(&seen, false).is_empty());
+        assert_eq!(sink.replaces.lock().len(), 1);
     }
 }
