@@ -444,15 +444,15 @@ impl Manager {
             }
             Some(le) => {
                 let config = LeaderElectionConfig::new(&le.namespace, &le.name, &inner.identity)
-                    .lease_duration(le.lease_duration)
-                    .renew_deadline(le.renew_deadline)
-                    .retry_period(le.retry_period)
-                    .release_on_cancel(le.release_on_cancel);
+                    .with_lease_duration(le.lease_duration)
+                    .with_renew_deadline(le.renew_deadline)
+                    .with_retry_period(le.retry_period)
+                    .with_release_on_cancel(le.release_on_cancel);
                 let elector = LeaderElector::new(inner.client.clone(), config)
                     .map_err(Error::LeaderElectionConfig)?;
                 inner.leader_healthz.set_leader_election(&elector);
                 inner.metrics.set_leader(&le.name, false);
-                tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace, le.name), identity = %inner.identity, "attempting to acquire the leader lease");
+                tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace(), le.name), identity = %inner.identity, "attempting to acquire the leader lease");
                 election = Some(elector.run(election_stop.clone()));
             }
         }

@@ -2,13 +2,17 @@
 
 mod client_verbs;
 mod control_plane;
+mod controllerutil;
 mod core;
 mod discovery;
 mod events;
 mod fixtures;
+mod gadgets;
 mod informer;
 mod leader_election;
 mod reflector;
+mod runtime;
+mod runtime_election;
 
 fn main() -> std::process::ExitCode {
     let mut tests = Vec::new();
@@ -22,5 +26,8 @@ fn main() -> std::process::ExitCode {
     tests.extend(informer::factory_tests());
     tests.extend(leader_election::tests());
     tests.extend(events::tests());
+    tests.extend(controllerutil::tests());
+    tests.extend(runtime::tests());
+    tests.extend(runtime_election::tests());
     tests::run(tests)
 }
