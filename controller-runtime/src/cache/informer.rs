@@ -161,13 +161,16 @@ where
     }
 }
 
+/// One underlying informer and the namespace it watches (`None`: all).
+pub(crate) type NamespacedPart<K> = (Option<String>, Arc<dyn Part<K>>);
+
 /// The cache's informer for one type: one underlying informer per cached namespace (one for
 /// all namespaces, or for a cluster-scoped type). Cheap to clone.
 ///
 /// Reads hand out `Arc`s of the cached objects, never copies.
 pub struct Informer<K> {
     pub(crate) resource: Arc<str>,
-    pub(crate) parts: Arc<[(Option<String>, Arc<dyn Part<K>>)]>,
+    pub(crate) parts: Arc<[NamespacedPart<K>]>,
 }
 
 impl<K> Clone for Informer<K> {

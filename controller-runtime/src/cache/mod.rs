@@ -173,14 +173,17 @@ struct Running {
     runtime: tokio::runtime::Handle,
 }
 
+/// An informer's panic: the resource and the message.
+type Panic = (Arc<str>, String);
+
 struct Inner {
     client: Client,
     options: CacheOptions,
     informers: Mutex<HashMap<(TypeId, String), Entry>>,
     running: Mutex<Option<Running>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    panics: mpsc::UnboundedSender<(Arc<str>, String)>,
-    panic_rx: Mutex<Option<mpsc::UnboundedReceiver<(Arc<str>, String)>>>,
+    panics: mpsc::UnboundedSender<Panic>,
+    panic_rx: Mutex<Option<mpsc::UnboundedReceiver<Panic>>>,
 }
 
 /// The manager's informer cache: one informer per type, shared by every controller and by
