@@ -216,9 +216,9 @@ fn resource_name<K: Resource>(dt: &K::DynamicType) -> String {
     }
 }
 
-/// Whether `K` is kube's `PartialObjectMeta<_>`, which is listed and watched metadata-only.
-pub(crate) fn is_metadata_only<K>() -> bool {
-    std::any::type_name::<K>().starts_with("kube_core::metadata::PartialObjectMeta<")
+/// Whether `K` is listed and watched metadata-only (kube's `PartialObjectMeta<_>`).
+pub(crate) fn is_metadata_only<K: Resource>() -> bool {
+    K::metadata_api()
 }
 
 /// Whether `K` is cluster-scoped, when its type says (`None` for dynamic types).

@@ -73,6 +73,16 @@ pub enum Error {
     #[error("USE_EXISTING_CLUSTER=true but no cluster config could be loaded")]
     ExistingCluster(#[source] kube::config::InferConfigError),
 
+    /// Building a ferrokube client for the control plane failed.
+    #[error("building a ferrokube client for {url}")]
+    ApiClient {
+        /// The API server URL.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: crate::client::ConfigError,
+    },
+
     /// Building a client for the control plane failed.
     #[error("building a client for {url}")]
     Client {

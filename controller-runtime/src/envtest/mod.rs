@@ -168,6 +168,17 @@ impl Environment {
         })
     }
 
+    /// A ferrokube [`Client`](crate::client::Client) for the cluster (client-go's default
+    /// throttling: 5 QPS, burst 10), as an admin.
+    pub fn api_client(&self) -> Result<crate::client::Client> {
+        crate::client::Config::from_kube(self.config.clone())
+            .build()
+            .map_err(|source| Error::ApiClient {
+                url: self.config.cluster_url.to_string(),
+                source,
+            })
+    }
+
     /// A kubeconfig file for the cluster (for the test control plane, valid while it runs).
     pub fn kubeconfig_path(&self) -> Option<&Path> {
         self.kubeconfig.as_deref()

@@ -45,10 +45,8 @@ pub fn tests() -> Vec<Test> {
             metrics_and_probes,
         ),
         Test::new("runtime::field_index_serves_a_list", field_index),
-        Test::new(
-            "runtime::dynamic_objects_are_reconciled",
-            dynamic_objects,
-        ),
+        Test::new("runtime::dynamic_objects_are_reconciled", dynamic_objects),
+        Test::new("runtime::metadata_only_watches_keep_no_data", metadata_only),
     ]
 }
 
@@ -100,7 +98,8 @@ impl Reconciler for GadgetReconciler {
         let generation = gadget.metadata.generation.unwrap_or_default();
         let status = gadget.status.clone().unwrap_or_default();
         if status.observed_generation != generation || status.size != gadget.spec.size {
-            let patch = json!({"status": {"observedGeneration": generation, "size": gadget.spec.size}});
+            let patch =
+                json!({"status": {"observedGeneration": generation, "size": gadget.spec.size}});
             self.client
                 .patch_status(&*gadget, &Patch::Merge(patch))
                 .await?;
@@ -126,9 +125,12 @@ async fn create_gadgets(
 ) -> anyhow::Result<()> {
     let api = client.namespaced::<Gadget>(ns);
     for (name, mode) in names {
-        api.create(&gadgets::gadget(ns, &name, 1, mode), &WriteOptions::default())
-            .await
-            .with_context(|| format!("creating gadget {name}"))?;
+        api.create(
+            &gadgets::gadget(ns, &name, 1, mode),
+            &WriteOptions::default(),
+        )
+        .await
+        .with_context(|| format!("creating gadget {name}"))?;
     }
     Ok(())
 }
@@ -151,7 +153,9 @@ async fn stop(
     task: tokio::task::JoinHandle<Result<(), ferrokube_runtime::manager::Error>>,
 ) -> anyhow::Result<()> {
     shutdown.cancel();
-    task.await.context("the manager task")?.context("the manager")
+    task.await
+        .context("the manager task")?
+        .context("the manager")
 }
 
 async fn converges_and_filters(ctx: TestContext) -> anyhow::Result<()> {
@@ -171,41 +175,68 @@ async fn converges_and_filters(ctx: TestContext) -> anyhow::Result<()> {
     let (shutdown, task) = start(&manager);
 
     let api = client.namespaced::<Gadget>(&ns);
-    let converged = |api: ferrokube_runtime::client::Api<Gadget>, size: i64, only: Option<String>| async move {
-        let list = api.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .filter(|g| only.as_ref().is_none_or(|o| g.metadata.name.as_ref() == Some(o)))
-            .all(|g| {
-                let st = g.status.clone().unwrap_or_default();
-                st.observed_generation == g.metadata.generation.unwrap_or(-1)
-                    && (only.is_none() || st.size == size)
-            })
-            .then_some(())
-    };
-    eventually("every gadget's status to be written", Duration::from_secs(90), || {
-        converged(api.clone(), 1, None)
-    })
+    let converged =
+        |api: ferrokube_runtime::client::Api<Gadget>, size: i64, only: Option<String>| async move {
+            let list = api.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .filter(|g| {
+                    only.as_ref()
+                        .is_none_or(|o| g.metadata.name.as_ref() == Some(o))
+                })
+                .all(|g| {
+                    let st = g.status.clone().unwrap_or_default();
+                    st.observed_generation == g.metadata.generation.unwrap_or(-1)
+                        && (only.is_none() || st.size == size)
+                })
+                .then_some(())
+        };
+    eventually(
+        "every gadget's status to be written",
+        Duration::from_secs(90),
+        || converged(api.clone(), 1, None),
+    )
     .await?;
     // Our own status writes changed no generation: no second reconcile for anyone.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(count(&log, "g000") == 1, "g000 was reconciled {} times", count(&log, "g000"));
-    ensure!(log.lock().len() == N, "{} reconciles for {N} gadgets", log.lock().len());
+    ensure!(
+        count(&log, "g000") == 1,
+        "g000 was reconciled {} times",
+        count(&log, "g000")
+    );
+    ensure!(
+        log.lock().len() == N,
+        "{} reconciles for {N} gadgets",
+        log.lock().len()
+    );
 
     // A spec change (new generation) is reconciled.
-    api.patch("g007", &Patch::Merge(json!({"spec": {"size": 42}})), &Default::default())
-        .await?;
-    eventually("g007 to be reconciled again", Duration::from_secs(30), || {
-        converged(api.clone(), 42, Some("g007".into()))
-    })
+    api.patch(
+        "g007",
+        &Patch::Merge(json!({"spec": {"size": 42}})),
+        &Default::default(),
+    )
+    .await?;
+    eventually(
+        "g007 to be reconciled again",
+        Duration::from_secs(30),
+        || converged(api.clone(), 42, Some("g007".into())),
+    )
     .await?;
     ensure!(count(&log, "g007") == 2);
 
     // A status-only change is not.
-    api.patch_status("g008", &Patch::Merge(json!({"status": {"note": "hello"}})), &Default::default())
-        .await?;
+    api.patch_status(
+        "g008",
+        &Patch::Merge(json!({"status": {"note": "hello"}})),
+        &Default::default(),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(count(&log, "g008") == 1, "a status-only change was reconciled");
+    ensure!(
+        count(&log, "g008") == 1,
+        "a status-only change was reconciled"
+    );
     stop(shutdown, task).await
 }
 
@@ -219,7 +250,11 @@ impl Reconciler for OwnerReconciler {
     type Error = BoxError;
 
     async fn reconcile(&self, request: Request, _ctx: Context) -> Result<Action, BoxError> {
-        *self.reconciles.lock().entry(request.name.clone()).or_default() += 1;
+        *self
+            .reconciles
+            .lock()
+            .entry(request.name.clone())
+            .or_default() += 1;
         let Some(gadget) = self.client.get_request::<Gadget>(&request).await? else {
             return Ok(Action::done());
         };
@@ -232,7 +267,10 @@ impl Reconciler for OwnerReconciler {
             let mut cm = ConfigMap::default();
             cm.metadata.name = Some(name);
             cm.metadata.namespace = request.namespace.clone();
-            cm.data = Some(BTreeMap::from([("size".into(), gadget.spec.size.to_string())]));
+            cm.data = Some(BTreeMap::from([(
+                "size".into(),
+                gadget.spec.size.to_string(),
+            )]));
             controllerutil::set_controller_reference(&*gadget, &mut cm)?;
             match self.client.create(&cm).await {
                 Ok(_) => {}
@@ -272,17 +310,25 @@ async fn owned_configmap(ctx: TestContext) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|o| o.first())
         .context("no owner reference")?;
-    ensure!(owner.kind == "Gadget" && owner.controller == Some(true), "{owner:?}");
+    ensure!(
+        owner.kind == "Gadget" && owner.controller == Some(true),
+        "{owner:?}"
+    );
     let before = reconciles.lock().get("owner").copied().unwrap_or_default();
-    cms.delete("owner-config", &DeleteOptions::default()).await?;
+    cms.delete("owner-config", &DeleteOptions::default())
+        .await?;
     let uid = first.metadata.uid.clone();
-    eventually("the owner to recreate its ConfigMap", Duration::from_secs(30), || {
-        let (cms, uid) = (&cms, &uid);
-        async move {
-            let cm = cms.get_opt("owner-config").await.ok().flatten()?;
-            (cm.metadata.uid != *uid).then_some(())
-        }
-    })
+    eventually(
+        "the owner to recreate its ConfigMap",
+        Duration::from_secs(30),
+        || {
+            let (cms, uid) = (&cms, &uid);
+            async move {
+                let cm = cms.get_opt("owner-config").await.ok().flatten()?;
+                (cm.metadata.uid != *uid).then_some(())
+            }
+        },
+    )
     .await?;
     ensure!(
         reconciles.lock().get("owner").copied().unwrap_or_default() > before,
@@ -309,10 +355,8 @@ async fn retries_terminal_panics(ctx: TestContext) -> anyhow::Result<()> {
     let reconciler = GadgetReconciler::new(manager.client(), "a");
     let log = Arc::clone(&reconciler.log);
     // A 200 ms base makes the growing delay measurable: 200, 400, 800 ms.
-    let limiter = ItemExponentialFailureRateLimiter::new(
-        Duration::from_millis(200),
-        Duration::from_secs(60),
-    );
+    let limiter =
+        ItemExponentialFailureRateLimiter::new(Duration::from_millis(200), Duration::from_secs(60));
     Builder::new(&manager)
         .for_::<Gadget>()
         .options(
@@ -324,13 +368,17 @@ async fn retries_terminal_panics(ctx: TestContext) -> anyhow::Result<()> {
     let (shutdown, task) = start(&manager);
     let api = client.namespaced::<Gadget>(&ns);
     for name in ["flaky", "buggy"] {
-        eventually(&format!("{name} to succeed"), Duration::from_secs(30), || {
-            let api = &api;
-            async move {
-                let g = api.get(name).await.ok()?;
-                (g.status?.observed_generation == g.metadata.generation?).then_some(())
-            }
-        })
+        eventually(
+            &format!("{name} to succeed"),
+            Duration::from_secs(30),
+            || {
+                let api = &api;
+                async move {
+                    let g = api.get(name).await.ok()?;
+                    (g.status?.observed_generation == g.metadata.generation?).then_some(())
+                }
+            },
+        )
         .await?;
     }
     let times: Vec<Instant> = log
@@ -368,12 +416,18 @@ async fn graceful_shutdown(ctx: TestContext) -> anyhow::Result<()> {
     let manager = manager(&ctx, ManagerOptions::default());
     let reconciler = GadgetReconciler::new(manager.client(), "a");
     let log = Arc::clone(&reconciler.log);
-    Builder::new(&manager).for_::<Gadget>().complete(reconciler)?;
+    Builder::new(&manager)
+        .for_::<Gadget>()
+        .complete(reconciler)?;
     let (shutdown, task) = start(&manager);
-    eventually("the slow reconcile to start", Duration::from_secs(30), || {
-        let log = &log;
-        async move { (count(log, "sleepy") == 1).then_some(()) }
-    })
+    eventually(
+        "the slow reconcile to start",
+        Duration::from_secs(30),
+        || {
+            let log = &log;
+            async move { (count(log, "sleepy") == 1).then_some(()) }
+        },
+    )
     .await?;
     let stopping = Instant::now();
     stop(shutdown, task).await?;
@@ -384,7 +438,10 @@ async fn graceful_shutdown(ctx: TestContext) -> anyhow::Result<()> {
     );
     // The reconcile finished its status write before the manager returned.
     let g = client.namespaced::<Gadget>(&ns).get("sleepy").await?;
-    ensure!(g.status.is_some_and(|s| s.observed_generation == 1), "the in-flight reconcile was cut short");
+    ensure!(
+        g.status.is_some_and(|s| s.observed_generation == 1),
+        "the in-flight reconcile was cut short"
+    );
     Ok(())
 }
 
@@ -392,7 +449,9 @@ async fn graceful_shutdown(ctx: TestContext) -> anyhow::Result<()> {
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
@@ -401,7 +460,10 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Resu
         .nth(1)
         .and_then(|c| c.parse().ok())
         .context("no status code")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -426,7 +488,9 @@ async fn metrics_and_probes(ctx: TestContext) -> anyhow::Result<()> {
     manager.add_readyz_check("custom", || Ok(()))?;
     let reconciler = GadgetReconciler::new(manager.client(), "a");
     let log = Arc::clone(&reconciler.log);
-    Builder::new(&manager).for_::<Gadget>().complete(reconciler)?;
+    Builder::new(&manager)
+        .for_::<Gadget>()
+        .complete(reconciler)?;
     let (shutdown, task) = start(&manager);
     eventually("a reconcile", Duration::from_secs(30), || {
         let log = &log;
@@ -435,12 +499,21 @@ async fn metrics_and_probes(ctx: TestContext) -> anyhow::Result<()> {
     .await?;
     let address = manager.server_address().context("no server address")?;
     let (code, body) = http_get(address, "/healthz").await?;
-    ensure!(code == 200 && body.trim() == "ok", "/healthz: {code} {body}");
+    ensure!(
+        code == 200 && body.trim() == "ok",
+        "/healthz: {code} {body}"
+    );
     let (code, body) = eventually("/readyz to pass", Duration::from_secs(10), || async move {
-        http_get(address, "/readyz?verbose").await.ok().filter(|(c, _)| *c == 200)
+        http_get(address, "/readyz?verbose")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200)
     })
     .await?;
-    ensure!(body.contains("cache-sync") && body.contains("custom"), "/readyz: {code} {body}");
+    ensure!(
+        body.contains("cache-sync") && body.contains("custom"),
+        "/readyz: {code} {body}"
+    );
     let (code, _) = http_get(address, "/readyz/nope").await?;
     ensure!(code == 404, "/readyz/nope: {code}");
     let (code, text) = http_get(address, "/metrics").await?;
@@ -477,13 +550,15 @@ async fn field_index(ctx: TestContext) -> anyhow::Result<()> {
         cms.create(&cm, &WriteOptions::default()).await?;
     }
     let manager = manager(&ctx, ManagerOptions::default());
-    manager.cache().index_field::<ConfigMap>("data.team", |cm| {
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("team").cloned())
-            .into_iter()
-            .collect()
-    })?;
+    manager
+        .cache()
+        .index_field::<ConfigMap>("data.team", |cm| {
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get("team").cloned())
+                .into_iter()
+                .collect()
+        })?;
     let (shutdown, task) = start(&manager);
     // Reads before the cache runs fail (controller-runtime's ErrCacheNotStarted).
     eventually("the cache to start", Duration::from_secs(10), || {
@@ -493,7 +568,11 @@ async fn field_index(ctx: TestContext) -> anyhow::Result<()> {
     .await?;
     let reader = manager.client();
     let mut red: Vec<String> = reader
-        .list::<ConfigMap>(&ListParams::default().namespace(ns.clone()).field("data.team", "red"))
+        .list::<ConfigMap>(
+            &ListParams::default()
+                .namespace(ns.clone())
+                .field("data.team", "red"),
+        )
         .await?
         .iter()
         .filter_map(|c| c.metadata.name.clone())
@@ -529,18 +608,24 @@ async fn dynamic_objects(ctx: TestContext) -> anyhow::Result<()> {
     Builder::new(&manager)
         .named("dynamic-configmaps")
         .for_dynamic(&resource, true)
-        .complete(reconcile::from_fn(move |request: Request, _ctx: Context| {
-            let (s, cache, r) = (Arc::clone(&s), cache.clone(), r.clone());
-            async move {
-                let object = cache
-                    .get_with::<kube::core::DynamicObject>(&r, request.namespace(), &request.name)
-                    .await?;
-                if let Some(o) = object {
-                    s.lock().push(o.meta().name.clone().unwrap_or_default());
+        .complete(reconcile::from_fn(
+            move |request: Request, _ctx: Context| {
+                let (s, cache, r) = (Arc::clone(&s), cache.clone(), r.clone());
+                async move {
+                    let object = cache
+                        .get_with::<kube::core::DynamicObject>(
+                            &r,
+                            request.namespace(),
+                            &request.name,
+                        )
+                        .await?;
+                    if let Some(o) = object {
+                        s.lock().push(o.meta().name.clone().unwrap_or_default());
+                    }
+                    Ok::<_, BoxError>(Action::done())
                 }
-                Ok::<_, BoxError>(Action::done())
-            }
-        }))?;
+            },
+        ))?;
     let (shutdown, task) = start(&manager);
     eventually("three dynamic reconciles", Duration::from_secs(30), || {
         let seen = &seen;
@@ -552,5 +637,57 @@ async fn dynamic_objects(ctx: TestContext) -> anyhow::Result<()> {
         }
     })
     .await?;
+    stop(shutdown, task).await
+}
+
+async fn metadata_only(ctx: TestContext) -> anyhow::Result<()> {
+    use kube::core::PartialObjectMeta;
+    type ConfigMapMeta = PartialObjectMeta<ConfigMap>;
+    let client = Client::from_kube(ctx.client.clone());
+    let ns = ctx.namespace.clone();
+    let cms = client.namespaced::<ConfigMap>(&ns);
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("meta".into());
+    cm.metadata.labels = Some(BTreeMap::from([("tier".into(), "gold".into())]));
+    cm.data = Some(BTreeMap::from([("big".into(), "x".repeat(10_000))]));
+    cms.create(&cm, &WriteOptions::default()).await?;
+    let manager = manager(&ctx, ManagerOptions::default());
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (s, reader) = (Arc::clone(&seen), manager.client());
+    Builder::new(&manager)
+        .for_::<ConfigMapMeta>()
+        .complete(reconcile::from_fn(
+            move |request: Request, _ctx: Context| {
+                let (s, reader) = (Arc::clone(&s), reader.clone());
+                async move {
+                    if let Some(meta) = reader.get_request::<ConfigMapMeta>(&request).await? {
+                        let tier = meta
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("tier").cloned());
+                        s.lock()
+                            .push(format!("{}={}", request.name, tier.unwrap_or_default()));
+                    }
+                    Ok::<_, BoxError>(Action::done())
+                }
+            },
+        ))?;
+    let (shutdown, task) = start(&manager);
+    eventually(
+        "the metadata-only reconcile",
+        Duration::from_secs(30),
+        || {
+            let seen = &seen;
+            async move { seen.lock().contains(&"meta=gold".to_owned()).then_some(()) }
+        },
+    )
+    .await?;
+    let informer = manager.cache().informer::<ConfigMapMeta>();
+    ensure!(
+        informer.resource().ends_with("(metadata)"),
+        "{}",
+        informer.resource()
+    );
     stop(shutdown, task).await
 }
