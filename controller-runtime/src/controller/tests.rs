@@ -116,7 +116,10 @@ async fn errors_retry_with_growing_delay_then_success_forgets() {
     );
     assert_eq!(queue.num_requeues(&key), 0, "success forgets the key");
     assert_eq!(
-        metric(&metrics, r#"controller_runtime_reconcile_errors_total{controller="test"}"#),
+        metric(
+            &metrics,
+            r#"controller_runtime_reconcile_errors_total{controller="test"}"#
+        ),
         3.0
     );
     assert_eq!(
@@ -179,7 +182,10 @@ async fn a_panic_is_caught_counted_and_retried() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(calls.len(), 2, "retried after the panic");
     assert_eq!(
-        metric(&metrics, r#"controller_runtime_reconcile_panics_total{controller="test"}"#),
+        metric(
+            &metrics,
+            r#"controller_runtime_reconcile_panics_total{controller="test"}"#
+        ),
         1.0
     );
     cancel.cancel();
@@ -302,7 +308,10 @@ async fn a_reconcile_timeout_is_an_error() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls.len(), 2);
     assert_eq!(
-        metric(&metrics, r#"controller_runtime_reconcile_errors_total{controller="test"}"#),
+        metric(
+            &metrics,
+            r#"controller_runtime_reconcile_errors_total{controller="test"}"#
+        ),
         1.0
     );
     cancel.cancel();
@@ -374,9 +383,9 @@ async fn predicates_and_filters_drop_events() {
     };
     let same = config_map("same", "1");
     enqueue.on_update(Arc::clone(&same), same);
-    enqueue.on_delete(ferrokube_informer::delta_fifo::DeltaObject::Object(config_map(
-        "gone", "2",
-    )));
+    enqueue.on_delete(ferrokube_informer::delta_fifo::DeltaObject::Object(
+        config_map("gone", "2"),
+    ));
     assert!(queue.is_empty());
     enqueue.on_update(config_map("moved", "1"), config_map("moved", "2"));
     assert_eq!(queue.len(), 1);

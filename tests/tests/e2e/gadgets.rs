@@ -90,17 +90,21 @@ pub async fn install(client: &Client) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("creating the Gadget CRD"),
     }
     let name = format!("gadgets.{GROUP}");
-    eventually("the Gadget CRD to be established", Duration::from_secs(60), || {
-        let (crds, name) = (&crds, &name);
-        async move {
-            let crd = crds.get(name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
+    eventually(
+        "the Gadget CRD to be established",
+        Duration::from_secs(60),
+        || {
+            let (crds, name) = (&crds, &name);
+            async move {
+                let crd = crds.get(name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        },
+    )
     .await?;
     // Discovery may lag the condition a little: wait until a list works.
     let gadgets = client.all::<Gadget>();

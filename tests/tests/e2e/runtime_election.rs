@@ -52,8 +52,11 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
     const N: usize = 20;
     let api = client.namespaced::<Gadget>(&ns);
     for i in 0..N {
-        api.create(&gadgets::gadget(&ns, &format!("f{i:02}"), 1, ""), &Default::default())
-            .await?;
+        api.create(
+            &gadgets::gadget(&ns, &format!("f{i:02}"), 1, ""),
+            &Default::default(),
+        )
+        .await?;
     }
     let config = ctx.env.read().await.config().clone();
 
@@ -68,7 +71,9 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
         let manager = Manager::from_client(Client::from_kube(kube_a), options(&ns, "replica-a"));
         let reconciler = GadgetReconciler::new(manager.client(), "a");
         let log = Arc::clone(&reconciler.log);
-        Builder::new(&manager).for_::<Gadget>().complete(reconciler)?;
+        Builder::new(&manager)
+            .for_::<Gadget>()
+            .complete(reconciler)?;
         (manager, log)
     };
     {
@@ -84,43 +89,57 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
     // Replica B counts the Gadget lists its client makes.
     let lists = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&lists);
-    let layer = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        let uri = request.uri();
-        if request.method() == http::Method::GET
-            && uri.path().ends_with("/gadgets")
-            && !uri.query().unwrap_or("").contains("watch=")
-        {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        request
-    });
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            let uri = request.uri();
+            if request.method() == http::Method::GET
+                && uri.path().ends_with("/gadgets")
+                && !uri.query().unwrap_or("").contains("watch=")
+            {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            request
+        });
     let kube_b = kube::client::ClientBuilder::try_from(config.clone())?
         .with_layer(&layer)
         .build();
     let manager_b = Manager::from_client(Client::from_kube(kube_b), options(&ns, "replica-b"));
     let reconciler = GadgetReconciler::new(manager_b.client(), "b");
     let log_b = Arc::clone(&reconciler.log);
-    Builder::new(&manager_b).for_::<Gadget>().complete(reconciler)?;
+    Builder::new(&manager_b)
+        .for_::<Gadget>()
+        .complete(reconciler)?;
     let shutdown_b = CancellationToken::new();
     let task_b = {
         let (m, s) = (manager_b.clone(), shutdown_b.clone());
         tokio::spawn(async move { m.start(s).await })
     };
 
-    eventually("A to reconcile every gadget", Duration::from_secs(60), || {
-        let log = &log_a;
-        async move { (names(log).len() == N).then_some(()) }
-    })
+    eventually(
+        "A to reconcile every gadget",
+        Duration::from_secs(60),
+        || {
+            let log = &log_a;
+            async move { (names(log).len() == N).then_some(()) }
+        },
+    )
     .await?;
-    eventually("B's cache (warm standby) to hold every gadget", Duration::from_secs(30), || {
-        let m = &manager_b;
-        async move {
-            (m.cache().has_synced() && m.cache().informer::<Gadget>().len() == N).then_some(())
-        }
-    })
+    eventually(
+        "B's cache (warm standby) to hold every gadget",
+        Duration::from_secs(30),
+        || {
+            let m = &manager_b;
+            async move {
+                (m.cache().has_synced() && m.cache().informer::<Gadget>().len() == N).then_some(())
+            }
+        },
+    )
     .await?;
     ensure!(!manager_b.is_leader(), "two leaders");
-    ensure!(log_b.lock().is_empty(), "the standby reconciled while A led");
+    ensure!(
+        log_b.lock().is_empty(),
+        "the standby reconciled while A led"
+    );
     let lists_before = lists.load(Ordering::SeqCst);
     ensure!(lists_before >= 1, "B's list was not counted");
 
@@ -128,10 +147,14 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
     let killed = Instant::now();
     runtime_a.shutdown_background();
     let bound = LEASE + RETRY.mul_f64(2.0 * 2.2) + Duration::from_secs(2);
-    eventually("B to reconcile every gadget", bound + Duration::from_secs(20), || {
-        let log = &log_b;
-        async move { (names(log).len() == N).then_some(()) }
-    })
+    eventually(
+        "B to reconcile every gadget",
+        bound + Duration::from_secs(20),
+        || {
+            let log = &log_b;
+            async move { (names(log).len() == N).then_some(()) }
+        },
+    )
     .await?;
     let first_b = log_b
         .lock()
@@ -154,6 +177,9 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
         lists.load(Ordering::SeqCst)
     );
     shutdown_b.cancel();
-    task_b.await.context("manager B's task")?.context("manager B")?;
+    task_b
+        .await
+        .context("manager B's task")?
+        .context("manager B")?;
     Ok(())
 }
