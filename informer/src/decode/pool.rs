@@ -8,13 +8,17 @@
 //! single-threaded runtime batches are decoded where the body is read. At most that many
 //! batches wait to be decoded: a slow decoder slows the reading of the body, it does not make
 //! the body pile up in memory.
+//!
+//! A panic while decoding (in a transform, say) is a panic of the task reading the body, with
+//! the same payload, when its batch is collected; a decoder dropped before then (its reader
+//! was cancelled, or failed on an earlier batch) aborts the tasks still decoding.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::de::DeserializeOwned;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::fast::FastPath;
 use super::list::{Batch, ListScanner};
@@ -36,8 +40,8 @@ pub(crate) struct ParallelDecoder<K> {
     scanner: ListScanner,
     batch_bytes: usize,
     tasks: usize,
-    /// Batches being decoded, oldest first.
-    decoding: VecDeque<JoinHandle<Decoded<K>>>,
+    /// Batches being decoded, oldest first; dropping them aborts their tasks.
+    decoding: VecDeque<AbortOnDropHandle<Decoded<K>>>,
     /// Buffers of finished tasks, for the next ones.
     spare: Vec<FastPath>,
     items: Vec<Arc<K>>,
@@ -103,14 +107,16 @@ impl<K: DeserializeOwned + Send + Sync + 'static> ParallelDecoder<K> {
             self.collect_oldest().await?;
         }
         let decoder = self.decoder.clone();
-        self.decoding.push_back(tokio::spawn(async move {
-            let decoded = batch.decode(&decoder, &mut fast);
-            (fast, decoded)
-        }));
+        self.decoding
+            .push_back(AbortOnDropHandle::new(tokio::spawn(async move {
+                let decoded = batch.decode(&decoder, &mut fast);
+                (fast, decoded)
+            })));
         Ok(())
     }
 
-    /// Waits for the oldest batch being decoded and appends its objects.
+    /// Waits for the oldest batch being decoded and appends its objects; a panic while
+    /// decoding it goes on here.
     async fn collect_oldest(&mut self) -> Result<(), DecodeError> {
         let Some(task) = self.decoding.pop_front() else {
             return Ok(());
@@ -124,5 +130,87 @@ impl<K: DeserializeOwned + Send + Sync + 'static> ParallelDecoder<K> {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(DecodeError::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    fn body(items: usize) -> Vec<u8> {
+        let items: Vec<String> = (0..items)
+            .map(|i| format!(r#"{{"metadata":{{"name":"cm-{i}","namespace":"ns"}}}}"#))
+            .collect();
+        format!(
+            r#"{{"metadata":{{"resourceVersion":"7"}},"items":[{}]}}"#,
+            items.join(",")
+        )
+        .into_bytes()
+    }
+
+    /// A decoder whose transform counts its calls and panics on `victim`.
+    fn decoder(calls: &Arc<AtomicUsize>, victim: &'static str) -> Decoder<ConfigMap> {
+        let calls = Arc::clone(calls);
+        Decoder::new(
+            true,
+            Some(Arc::new(move |cm: ConfigMap| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                assert!(
+                    cm.metadata.name.as_deref() != Some(victim),
+                    "cannot take {victim}"
+                );
+                cm
+            })),
+        )
+    }
+
+    /// The decoding tasks run on the runtime's workers: a panic in one is a panic of the
+    /// task reading the list, with the same message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_decoding_task_is_the_readers_panic() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut d = ParallelDecoder::with(decoder(&calls, "cm-250"), 200, 2);
+        let reader = tokio::spawn(async move {
+            for chunk in body(400).chunks(100) {
+                d.feed(chunk).await?;
+            }
+            d.finish().await.map(|(_, items)| items.len())
+        });
+        let error = reader.await.expect_err("decoding cm-250 panicked");
+        assert!(error.is_panic(), "{error:?}");
+        let payload = error.into_panic();
+        assert_eq!(
+            payload.downcast_ref::<String>().map(String::as_str),
+            Some("cannot take cm-250")
+        );
+    }
+
+    /// A decoder dropped with batches in flight (its reader was cancelled, or failed on an
+    /// earlier batch) stops their tasks: nothing is decoded for nobody, and a panic in them
+    /// cannot go unseen.
+    #[tokio::test]
+    async fn dropping_the_decoder_stops_its_tasks() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut d = ParallelDecoder::with(decoder(&calls, "none"), 200, 2);
+        let body = body(400);
+        let mut chunks = body.chunks(100);
+        // On this single-threaded runtime the tasks cannot run before the test yields.
+        while d.decoding.len() < 2 {
+            let chunk = chunks.next().expect("the body makes two batches");
+            d.feed(chunk).await.unwrap();
+        }
+        drop(d);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "a dropped decoder's tasks ran"
+        );
     }
 }

@@ -1,11 +1,23 @@
 //! [`SharedIndexInformer`]: a reflector feeding a DeltaFIFO, popped into an [`Indexer`] and
 //! distributed to any number of handlers (client-go's `shared_informer.go`).
+//!
+//! # Panics
+//!
+//! [`SharedIndexInformer::run`] runs the reflector in a task of its own and the processing
+//! loop (indexer updates, distribution) in its own future. A panic in either — a transform,
+//! an index function, a decoding bug — stops the other and ends `run()` with the same panic,
+//! so a cache that stopped following the server never looks healthy (`has_synced()` stays
+//! true after a panic; only the panic tells). client-go crashes the process in that case;
+//! here the task running `run()` gets the panic and decides.
 
 mod config;
 mod handler;
 mod listener;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,6 +26,7 @@ use ferrokube_client::Api;
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use self::config::InformerConfig;
 pub use self::handler::{EventHandlerFuncs, ResourceEventHandler};
@@ -190,53 +203,69 @@ where
 
     /// Runs the informer until `cancel` fires: the reflector lists and watches, the
     /// processing loop stores and distributes.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the reflector (while decoding, or in the [transform]) or in the processing
+    /// loop (e.g. in an [index function]) stops the other half and then ends `run()` with
+    /// that panic, payload unchanged: the cache can no longer follow the server, and nobody
+    /// should go on reading it unaware. Run the informer in a task of its own to see the
+    /// panic as that task's [`JoinError`](tokio::task::JoinError) (as kube-rs hands a
+    /// watcher's panic to its task; client-go crashes the process).
+    ///
+    /// Dropping the future stops the reflector as well.
+    ///
+    /// [transform]: InformerConfig::transform
+    /// [index function]: crate::store::IndexFunc
     pub async fn run(&self, cancel: CancellationToken) {
         let inner = &self.inner;
         if inner.started.swap(true, Ordering::AcqRel) {
             tracing::warn!(informer = %inner.name, "informer already started");
             return;
         }
-        let should_resync = {
-            let weak = Arc::downgrade(&self.inner);
-            Arc::new(move || weak.upgrade().is_some_and(|i| i.should_resync()))
-                as Arc<dyn Fn() -> bool + Send + Sync>
-        };
-        let resync_check = inner
-            .listeners
-            .read()
-            .iter()
-            .filter_map(|l| l.resync_period)
-            .chain(inner.config.resync_period)
-            .min();
-        let reflector_config = ReflectorConfig {
-            initial_list: inner.config.initial_list,
-            page_size: inner.config.page_size,
-            resync_period: resync_check,
-            should_resync: Some(should_resync),
-            watch_error_handler: inner.config.watch_error_handler.clone(),
-            ..ReflectorConfig::default()
-        };
-        let reflector = Reflector::new(
-            inner.name.clone(),
-            inner.list_watch.clone(),
-            Arc::clone(&inner.fifo),
-            reflector_config,
-        );
-        let reflector_task = tokio::spawn(reflector.run(cancel.child_token()));
+        // Cancelled when run() ends, however it ends (even when its future is dropped).
+        let stop = cancel.child_token();
+        let _stop_on_drop = stop.clone().drop_guard();
+        let mut reflector =
+            AbortOnDropHandle::new(tokio::spawn(inner.reflector().run(stop.child_token())));
+        let mut panic = None;
+        let mut reflector_ended = None;
         loop {
             let popped = tokio::select! {
-                _ = cancel.cancelled() => break,
+                biased;
+                () = cancel.cancelled() => break,
+                // It returns only once cancelled, or with a panic.
+                ended = &mut reflector => {
+                    reflector_ended = Some(ended);
+                    break;
+                }
                 popped = inner.fifo.pop(|deltas, initial| {
-                    inner.handle_deltas(deltas, initial);
+                    let handled = catch_unwind(AssertUnwindSafe(|| inner.handle_deltas(deltas, initial)));
+                    if let Err(payload) = handled {
+                        panic = Some(payload);
+                    }
                     Ok::<(), ProcessError<std::convert::Infallible>>(())
                 }) => popped,
             };
-            if popped.as_ref().is_err_and(|e| e.is_closed()) {
+            if panic.is_some() || popped.is_err_and(|e| e.is_closed()) {
                 break;
             }
         }
+        stop.cancel();
         inner.fifo.close();
-        let _ = reflector_task.await;
+        let reflector_ended = match reflector_ended {
+            Some(ended) => ended,
+            None => (&mut reflector).await,
+        };
+        if let Err(e) = reflector_ended
+            && e.is_panic()
+        {
+            panic.get_or_insert(e.into_panic());
+        }
+        if let Some(payload) = panic {
+            tracing::error!(informer = %inner.name, "the informer panicked; it stopped");
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 
@@ -244,8 +273,37 @@ where
 
 impl<K> Inner<K>
 where
-    K: kube::Resource + Send + Sync + 'static,
+    K: kube::Resource + DeserializeOwned + Send + Sync + 'static,
 {
+    /// The reflector feeding the DeltaFIFO, resyncing as the listeners need.
+    fn reflector(self: &Arc<Self>) -> Reflector<K, DeltaFifo<K>> {
+        let should_resync = {
+            let weak = Arc::downgrade(self);
+            Arc::new(move || weak.upgrade().is_some_and(|i| i.should_resync()))
+                as Arc<dyn Fn() -> bool + Send + Sync>
+        };
+        let resync_check = self
+            .listeners
+            .read()
+            .iter()
+            .filter_map(|l| l.resync_period)
+            .chain(self.config.resync_period)
+            .min();
+        let reflector_config = ReflectorConfig {
+            initial_list: self.config.initial_list,
+            page_size: self.config.page_size,
+            resync_period: resync_check,
+            should_resync: Some(should_resync),
+            watch_error_handler: self.config.watch_error_handler.clone(),
+            ..ReflectorConfig::default()
+        };
+        Reflector::new(
+            self.name.clone(),
+            self.list_watch.clone(),
+            Arc::clone(&self.fifo),
+            reflector_config,
+        )
+    }
     /// client-go's `processDeltas`: update the indexer, then notify.
     fn handle_deltas(&self, deltas: &Deltas<K>, initial: bool) {
         let listeners = self.listeners.read();
