@@ -134,10 +134,10 @@ impl CachedClient {
         options
     }
 
-    fn patch_options(&self, patch: &Patch) -> PatchOptions {
-        match (&self.field_manager, patch) {
-            (Some(m), _) => PatchOptions::apply(m.to_string()),
-            (None, _) => PatchOptions::default(),
+    fn patch_options(&self) -> PatchOptions {
+        PatchOptions {
+            write: self.write_options(),
+            ..PatchOptions::default()
         }
     }
 
@@ -207,7 +207,7 @@ impl CachedClient {
         patch: &Patch,
     ) -> Result<K, Error> {
         let name = name_of(object)?;
-        let options = self.patch_options(patch);
+        let options = self.patch_options();
         Ok(self.api_for(object).patch(name, patch, &options).await?)
     }
 
@@ -218,7 +218,7 @@ impl CachedClient {
         patch: &Patch,
     ) -> Result<K, Error> {
         let name = name_of(object)?;
-        let options = self.patch_options(patch);
+        let options = self.patch_options();
         Ok(self
             .api_for(object)
             .patch_status(name, patch, &options)

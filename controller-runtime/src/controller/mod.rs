@@ -173,7 +173,8 @@ impl<R: Reconciler> Controller<R> {
     }
 
     /// Runs the controller until `cancel` fires: registers its watches on `cache`'s
-    /// informers, waits for them to sync, then runs the workers. On cancel it stops handing
+    /// informers (the cache must be running: see [`Cache::start`]), waits for them to sync,
+    /// then runs the workers. On cancel it stops handing
     /// out requests and waits for the reconciles in flight.
     ///
     /// # Errors

@@ -14,7 +14,7 @@ pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `LeaderElection*` options): the Lease, client-go's timings, and who we are.
 ///
 /// Defaults: lease 15 s, renew deadline 10 s, retry period 2 s, identity = hostname + `_` + a
-/// random UUID, the Lease kept (not released) on shutdown.
+/// random UUID, the Lease released on shutdown.
 #[must_use]
 #[derive(Clone, Debug)]
 pub struct LeaderElectionOptions {
@@ -38,7 +38,7 @@ impl LeaderElectionOptions {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
-            release_on_cancel: false,
+            release_on_cancel: true,
         }
     }
 
@@ -67,8 +67,9 @@ impl LeaderElectionOptions {
     }
 
     /// Release the Lease when the manager shuts down, so a standby takes over at once
-    /// (default false, as controller-runtime). Only safe when the process exits right after
-    /// `start` returns.
+    /// (default true). The manager releases it only after every leader-elected runnable has
+    /// stopped, which is what makes this safe (controller-runtime defaults to false because
+    /// it cannot promise that).
     pub fn release_on_cancel(mut self, release: bool) -> Self {
         self.release_on_cancel = release;
         self
