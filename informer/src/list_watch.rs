@@ -44,13 +44,64 @@ pub enum Error {
 }
 
 impl Error {
-    /// 410 Gone / `Expired` / "too old resource version": the reflector must relist.
+    /// 410 Gone / `Expired` / "too old resource version": the server no longer has the
+    /// resourceVersion asked for (client-go's `isExpiredError`).
     pub fn is_expired(&self) -> bool {
         match self {
             Self::Client(e) => e.is_gone(),
             Self::WatchStatus(s) => s.code == 410 || s.reason == "Expired" || s.reason == "Gone",
             _ => false,
         }
+    }
+
+    /// The server has not reached the resourceVersion asked for yet (client-go's
+    /// `isTooLargeResourceVersionError`): a status cause `ResourceVersionTooLarge`, or, from
+    /// API servers before 1.18.6, a `Timeout` whose cause or message says "Too large resource
+    /// version".
+    pub fn is_too_large_resource_version(&self) -> bool {
+        const MESSAGE: &str = "Too large resource version";
+        let Some(status) = self.status() else {
+            return false;
+        };
+        let causes = status
+            .details
+            .as_ref()
+            .map(|d| d.causes.as_slice())
+            .unwrap_or_default();
+        if causes.iter().any(|c| c.reason == "ResourceVersionTooLarge") {
+            return true;
+        }
+        let timeout =
+            status.reason == "Timeout" || (status.reason.is_empty() && status.code == 504);
+        timeout && (causes.iter().any(|c| c.message == MESSAGE) || status.message.contains(MESSAGE))
+    }
+
+    /// The resourceVersion asked for is expired or too large: the reflector lists the latest
+    /// state instead (client-go's `setIsLastSyncResourceVersionUnavailable`).
+    pub fn is_resource_version_unavailable(&self) -> bool {
+        self.is_expired() || self.is_too_large_resource_version()
+    }
+
+    /// 429 TooManyRequests (a refused request or an `ERROR` event): the reflector backs off
+    /// and watches again, without listing.
+    pub fn is_too_many_requests(&self) -> bool {
+        match self {
+            Self::Client(e) => e.is_too_many_requests(),
+            Self::WatchStatus(s) => {
+                s.reason == "TooManyRequests" || (s.reason.is_empty() && s.code == 429)
+            }
+            _ => false,
+        }
+    }
+
+    /// The request did not reach the server, or its answer was cut off or late (a transport
+    /// failure, a broken body, a client timeout): the same request can be made again.
+    pub fn is_transport(&self) -> bool {
+        use ferrokube_client::Error as Client;
+        matches!(
+            self,
+            Self::Client(Client::Transport { .. } | Client::Body { .. } | Client::Timeout { .. })
+        )
     }
 
     /// The server refused the request itself (e.g. an unsupported parameter), as opposed
@@ -366,6 +417,55 @@ mod tests {
         }
         let gone = r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#;
         assert!(event(gone).unwrap_err().is_expired());
+    }
+
+    fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str)]) -> Error {
+        let causes: Vec<_> = causes
+            .iter()
+            .map(|(reason, message)| serde_json::json!({"reason": reason, "message": message}))
+            .collect();
+        let status = serde_json::json!({
+            "kind": "Status", "code": code, "reason": reason, "message": message,
+            "details": {"causes": causes},
+        });
+        Error::WatchStatus(Box::new(serde_json::from_value(status).unwrap()))
+    }
+
+    #[test]
+    fn unavailable_resource_versions() {
+        let too_large = [
+            status(504, "Timeout", "", &[("ResourceVersionTooLarge", "")]),
+            status(500, "InternalError", "", &[("ResourceVersionTooLarge", "")]),
+            status(504, "Timeout", "", &[("", "Too large resource version")]),
+            status(504, "", "", &[("", "Too large resource version")]),
+            status(
+                504,
+                "Timeout",
+                "Too large resource version: 9, current: 5",
+                &[],
+            ),
+        ];
+        for e in &too_large {
+            assert!(e.is_too_large_resource_version(), "{e:?}");
+            assert!(
+                e.is_resource_version_unavailable() && !e.is_expired(),
+                "{e:?}"
+            );
+        }
+        let not = [
+            status(504, "Timeout", "request did not complete", &[]),
+            status(500, "InternalError", "Too large resource version", &[]),
+            status(429, "TooManyRequests", "", &[]),
+        ];
+        for e in &not {
+            assert!(!e.is_resource_version_unavailable(), "{e:?}");
+        }
+        let gone = status(410, "Expired", "too old resource version", &[]);
+        assert!(gone.is_resource_version_unavailable() && !gone.is_too_large_resource_version());
+        assert!(status(429, "TooManyRequests", "", &[]).is_too_many_requests());
+        assert!(status(429, "", "", &[]).is_too_many_requests());
+        assert!(!status(500, "InternalError", "", &[]).is_too_many_requests());
+        assert!(!gone.is_transport());
     }
 
     #[test]

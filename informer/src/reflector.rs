@@ -229,32 +229,63 @@ where
     async fn list_and_watch(&mut self) {
         match self.list().await {
             Ok(first) => self.watch(first).await,
-            Err(e) => {
-                self.report(&e);
-                self.rv_unavailable = e.is_expired();
-            }
+            Err(e) => self.report(&e),
         }
     }
 
     /// The initial list, paged or streaming; a streaming list returns its watch, which goes
     /// on as the first watch.
     async fn list(&mut self) -> Result<Option<OpenWatch<K>>, Error> {
-        let relist_rv = self.relist_resource_version();
-        if self.config.initial_list == InitialList::Streaming {
-            match self.streaming_list(&relist_rv).await? {
-                Some(watch) => {
+        if self.config.initial_list == InitialList::Streaming
+            && let Some(watch) = self.streaming_list_with_retries().await
+        {
+            return Ok(Some(watch));
+        }
+        let listed = match self.paged_list(&self.relist_resource_version()).await {
+            // client-go's list: when the server does not have the resourceVersion, list again
+            // at once, the latest state (`resourceVersion=""`).
+            Err(e) if e.is_resource_version_unavailable() && !self.rv_unavailable => {
+                self.report(&e);
+                self.rv_unavailable = true;
+                self.paged_list(&self.relist_resource_version()).await
+            }
+            listed => listed,
+        };
+        listed?;
+        self.rv_unavailable = false;
+        Ok(None)
+    }
+
+    /// client-go's `watchList`: a streaming list, made again at once from the latest state
+    /// when the resourceVersion is unavailable, and after a backoff when the server is
+    /// unreachable or busy. `None`: list in pages instead, this time (any other failure) or
+    /// from now on (the server refused streaming lists).
+    async fn streaming_list_with_retries(&mut self) -> Option<OpenWatch<K>> {
+        loop {
+            match self.streaming_list(&self.relist_resource_version()).await {
+                Ok(Some(watch)) => {
                     self.rv_unavailable = false;
-                    return Ok(Some(watch));
+                    return Some(watch);
                 }
-                None => {
+                Ok(None) => {
                     tracing::info!(reflector = %self.name, "server refused streaming lists; using paged lists");
                     self.config.initial_list = InitialList::Paged;
+                    return None;
+                }
+                Err(e) => {
+                    self.report(&e);
+                    if e.is_resource_version_unavailable() && !self.rv_unavailable {
+                        self.rv_unavailable = true;
+                    } else if retry_watch(&e) {
+                        self.config.backoff.wait().await;
+                    } else {
+                        // client-go: making progress is better than deadlocking.
+                        tracing::warn!(reflector = %self.name, "streaming list failed; listing in pages");
+                        return None;
+                    }
                 }
             }
         }
-        self.paged_list(&relist_rv).await?;
-        self.rv_unavailable = false;
-        Ok(None)
     }
 
     /// Watches from the last resourceVersion (first on `first`) until the watch has to be
@@ -270,9 +301,7 @@ where
                     Ok(watch) => watch,
                     Err(e) => {
                         self.report(&e);
-                        // The server refused the watch: list again. It could not be reached:
-                        // watch again, as client-go does when the connection is refused.
-                        if e.status().is_some() {
+                        if !retry_watch(&e) {
                             return;
                         }
                         self.config.backoff.wait().await;
@@ -313,6 +342,10 @@ where
             WatchEnd::Closed { .. } => return Next::Watch,
             WatchEnd::Stalled(after) => {
                 self.report(&Error::Stalled(after));
+                return Next::BackOffAndWatch;
+            }
+            WatchEnd::Failed(e) if retry_watch(&e) => {
+                self.report(&e);
                 return Next::BackOffAndWatch;
             }
             WatchEnd::Failed(e) => e,
@@ -440,6 +473,13 @@ where
 
 type WatchStream<K> = futures::stream::BoxStream<'static, Result<Event<K>, Error>>;
 
+/// client-go's `isWatchErrorRetriable`, and a 429 in a watch: the server could not be
+/// reached (or the connection broke) or is busy; the cache is still good, so the reflector
+/// backs off and watches again from the last resourceVersion rather than listing.
+fn retry_watch(e: &Error) -> bool {
+    e.is_too_many_requests() || e.is_transport()
+}
+
 /// The initial events of a streaming list, one entry per object (client-go's temporary
 /// store): a MODIFIED replaces the object in place, a DELETED leaves a hole. Objects keep the
 /// order in which they first appeared.
@@ -501,6 +541,7 @@ mod tests {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use tokio::time::Instant;
 
     use super::*;
     use crate::decode::Decoder;
@@ -542,6 +583,8 @@ mod tests {
     /// A request the mock server saw.
     #[derive(Clone, Debug)]
     struct Seen {
+        /// When, on the paused clock.
+        at: Instant,
         watch: bool,
         query: String,
     }
@@ -560,11 +603,17 @@ mod tests {
         }
     }
 
-    /// How the mock answers: a status code and a body, kept open after the body when `open`.
+    /// How the mock answers: a status code and a body, then what the body does.
     struct Answer {
         code: u16,
         body: String,
-        open: bool,
+        then: Then,
+    }
+
+    enum Then {
+        End,
+        StayOpen,
+        Break,
     }
 
     fn reply(code: u16, body: impl Into<String>) -> Answer {
@@ -572,12 +621,11 @@ mod tests {
         Answer {
             code,
             body,
-            open: false,
+            then: Then::End,
         }
     }
 
-    /// A 200 whose body stays open after `lines` (a watch that goes on).
-    fn open(lines: &[&str]) -> Answer {
+    fn lines(lines: &[&str], then: Then) -> Answer {
         let mut body = lines.join("\n");
         if !body.is_empty() {
             body.push('\n');
@@ -585,8 +633,13 @@ mod tests {
         Answer {
             code: 200,
             body,
-            open: true,
+            then,
         }
+    }
+
+    /// A 200 whose body stays open after `lines` (a watch that goes on).
+    fn open(events: &[&str]) -> Answer {
+        lines(events, Then::StayOpen)
     }
 
     fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str)]) -> String {
@@ -622,7 +675,7 @@ mod tests {
 
     const LIST: &str = r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":{"name":"a","namespace":"ns","resourceVersion":"9"}}]}"#;
 
-    type Body = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+    type Body = StreamBody<BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>>;
 
     /// A client whose server answers the n-th list (`watch == false`) or n-th watch with
     /// `answer(request, n)`, and records every request.
@@ -635,6 +688,7 @@ mod tests {
         let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
             let query = req.uri().query().unwrap_or_default().to_owned();
             let request = Seen {
+                at: Instant::now(),
                 watch: query.split('&').any(|kv| kv == "watch=true"),
                 query,
             };
@@ -644,13 +698,16 @@ mod tests {
                 log.push(request.clone());
                 n
             };
-            let Answer { code, body, open } = answer(&request, n);
+            let Answer { code, body, then } = answer(&request, n);
             let frame = Ok(Frame::data(Bytes::from(body)));
             let frames = futures::stream::once(async move { frame });
-            let frames = if open {
-                frames.chain(futures::stream::pending()).boxed()
-            } else {
-                frames.boxed()
+            let frames = match then {
+                Then::End => frames.boxed(),
+                Then::StayOpen => frames.chain(futures::stream::pending()).boxed(),
+                Then::Break => {
+                    let broken = Err(std::io::Error::other("connection reset"));
+                    frames.chain(futures::stream::iter([broken])).boxed()
+                }
             };
             let mut response = http::Response::new(StreamBody::new(frames) as Body);
             *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
@@ -699,6 +756,91 @@ mod tests {
             .filter(|s| s.watch == watch)
             .cloned()
             .collect()
+    }
+
+    const MIN_BACKOFF: Duration = Duration::from_millis(800);
+
+    /// client-go's `list`: a list whose resourceVersion is expired or too large is retried
+    /// at once from etcd (`resourceVersion=""`), with no backoff.
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_resource_version_lists_again_at_once_from_etcd() {
+        let refusals = [
+            status(410, "Expired", "too old resource version: 10 (20)", &[]),
+            status(
+                504,
+                "Timeout",
+                "Too large resource version: 10, current: 5",
+                &[("ResourceVersionTooLarge", "Too large resource version")],
+            ),
+            // API servers 1.17.0–1.18.5: the cause without its type.
+            status(
+                504,
+                "Timeout",
+                "Timeout: request did not complete",
+                &[("", "Too large resource version")],
+            ),
+            // API servers before 1.17: only the message says it.
+            status(
+                504,
+                "Timeout",
+                "Too large resource version: 10, current: 5",
+                &[],
+            ),
+        ];
+        for refusal in refusals {
+            let (client, seen) = mock(move |s, n| match (s.watch, n) {
+                (false, 1) => reply(refusal_code(&refusal), refusal.clone()),
+                (false, _) => reply(200, LIST),
+                (true, 0) => open(&[&error_event(410, "Expired")]),
+                (true, _) => open(&[]),
+            });
+            let (sink, _) = run(&client, InitialList::Paged, Duration::from_secs(10)).await;
+            let lists = kinds(&seen, false);
+            assert_eq!(lists.len(), 3, "{lists:?}");
+            assert_eq!(lists[1].param("resourceVersion"), Some("10"));
+            assert_eq!(
+                lists[2].param("resourceVersion").unwrap_or_default(),
+                "",
+                "{lists:?}"
+            );
+            assert!(
+                lists[2].at - lists[1].at < MIN_BACKOFF,
+                "retried after {:?}",
+                lists[2].at - lists[1].at
+            );
+            assert_eq!(sink.replaces.lock().len(), 2);
+            // Then the watch goes on from the new list.
+            let watches = kinds(&seen, true);
+            assert_eq!(watches.len(), 2, "{watches:?}");
+            assert!(watches[1].at >= lists[2].at);
+        }
+    }
+
+    fn refusal_code(status: &str) -> u16 {
+        serde_json::from_str::<serde_json::Value>(status).unwrap()["code"]
+            .as_u64()
+            .unwrap() as u16
+    }
+
+    /// client-go's `watch`: a 429 (refused watch or ERROR event) backs off and watches again
+    /// from the same resourceVersion; it does not relist.
+    #[tokio::test(start_paused = true)]
+    async fn watch_429_backs_off_and_watches_again() {
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (false, _) => reply(200, LIST),
+            (true, 0) => reply(429, status(429, "TooManyRequests", "slow down", &[])),
+            (true, 1) => open(&[&error_event(429, "TooManyRequests")]),
+            (true, _) => open(&[]),
+        });
+        let (_, errors) = run(&client, InitialList::Paged, Duration::from_secs(30)).await;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(kinds(&seen, false).len(), 1, "no relist");
+        let watches = kinds(&seen, true);
+        assert_eq!(watches.len(), 3, "{watches:?}");
+        for pair in watches.windows(2) {
+            assert_eq!(pair[1].param("resourceVersion"), Some("10"));
+            assert!(pair[1].at - pair[0].at >= MIN_BACKOFF, "{pair:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -796,5 +938,51 @@ mod tests {
         assert_eq!(watches[1].param("resourceVersion"), Some("5"));
         assert!(kinds(&seen, false).is_empty());
         assert_eq!(sink.replaces.lock().len(), 1);
+    }
+
+    /// client-go's `watchList`: an unavailable resourceVersion streams again at once from the
+    /// latest state; any other failure lists in pages this once.
+    #[tokio::test(start_paused = true)]
+    async fn streaming_list_failures() {
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (true, 0) => open(&[&initial_events_end(5), &error_event(410, "Expired")]),
+            (true, 1) => reply(410, status(410, "Expired", "too old", &[])),
+            (true, 2) => reply(500, status(500, "InternalError", "etcd is sad", &[])),
+            (true, _) => open(&[]),
+            (false, _) => reply(200, LIST),
+        });
+        let (sink, errors) = run(&client, InitialList::Streaming, Duration::from_secs(10)).await;
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        let watches = kinds(&seen, true);
+        let lists = kinds(&seen, false);
+        assert_eq!((watches.len(), lists.len()), (4, 1), "{watches:?}");
+        assert!(watches[..3].iter().all(Seen::streaming), "{watches:?}");
+        assert_eq!(watches[1].param("resourceVersion"), Some("5"));
+        assert_eq!(watches[2].param("resourceVersion"), Some(""));
+        assert!(watches[2].at - watches[1].at < MIN_BACKOFF);
+        // The 500 made this round list in pages, from the latest state, then watch.
+        assert_eq!(lists[0].param("resourceVersion"), Some(""));
+        assert!(!watches[3].streaming());
+        assert_eq!(watches[3].param("resourceVersion"), Some("10"));
+        assert_eq!(sink.replaces.lock().len(), 2);
+    }
+
+    /// A watch cut off mid-body (or refused for want of a connection) is watched again after
+    /// a backoff, from the last resourceVersion: the cache is still good.
+    #[tokio::test(start_paused = true)]
+    async fn broken_watch_watches_again() {
+        let (client, seen) = mock(|s, n| match (s.watch, n) {
+            (false, _) => reply(200, LIST),
+            (true, 0) => lines(&[&object_event("ADDED", "b", 11)], Then::Break),
+            (true, _) => open(&[]),
+        });
+        let (sink, errors) = run(&client, InitialList::Paged, Duration::from_secs(10)).await;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(kinds(&seen, false).len(), 1, "no relist");
+        let watches = kinds(&seen, true);
+        assert_eq!(watches.len(), 2);
+        assert_eq!(watches[1].param("resourceVersion"), Some("11"));
+        assert!(watches[1].at - watches[0].at >= MIN_BACKOFF);
+        assert_eq!(*sink.events.lock(), ["add b@11"]);
     }
 }
