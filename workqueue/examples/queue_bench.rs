@@ -7,8 +7,9 @@
 //! One producer adds `--keys` distinct keys, `--rounds` times over, with plain `add` on a
 //! `RateLimitingQueue` using the default controller rate limiter (client-go:
 //! `NewTypedRateLimitingQueue(DefaultTypedControllerRateLimiter())`), while `--workers` tasks loop
-//! `get` → `forget` → `done`. When the producer is through it calls `shutdown_with_drain`, which
-//! returns once every queued key was processed; the clock stops there. Keys are built beforehand
+//! `get` → `forget` → `done`. When the producer is through it calls `shutdown_with_drain` (which,
+//! as client-go's, waits for the keys being processed) and waits for the workers, which end once
+//! every queued key was processed; the clock stops there. Keys are built beforehand
 //! (`"key-%d"`), so their allocation is not measured; `--key-type` picks how they are held:
 //! `arc` (`Arc<str>`, the default: cloning is a reference-count increment, like copying a Go
 //! string header), `string` (`String`: cloning allocates) or `u64`.
@@ -137,11 +138,14 @@ async fn run<K: Key>(keys: Vec<K>, args: &Args) -> (u64, u64, std::time::Duratio
     };
     let producer_ok = producer.await.is_ok();
     queue.shutdown_with_drain().await;
-    let elapsed = start.elapsed();
+    // The workers still get what is queued, then `None`.
+    let mut workers_ok = true;
     for worker in workers {
-        let _ = worker.await;
+        workers_ok &= worker.await.is_ok();
     }
+    let elapsed = start.elapsed();
     assert!(producer_ok, "the producer panicked");
+    assert!(workers_ok, "a worker panicked");
     let adds = (args.keys * args.rounds) as u64;
     (adds, processed.load(Ordering::Relaxed), elapsed)
 }

@@ -10,6 +10,8 @@ use crate::metrics::MetricsProvider;
 /// As in client-go, a queue reports metrics only when it has both a non-empty
 /// [`name`](Self::name) and a [`MetricsProvider`] that is not [`NoopMetrics`](crate::metrics::NoopMetrics).
 ///
+/// Built from [`Config::new`] (or `Default`) with by-value setters.
+///
 /// ```
 /// use std::sync::Arc;
 /// use ferrokube_workqueue::Config;
@@ -19,37 +21,49 @@ use crate::metrics::MetricsProvider;
 /// let config = Config::new()
 ///     .name("deployments")
 ///     .metrics(Arc::new(PrometheusMetrics::new(&mut registry)));
-/// assert_eq!(config.name, "deployments");
+/// assert_eq!(config.get_name(), "deployments");
+/// assert!(config.get_metrics().is_some());
 /// ```
 #[doc(alias = "QueueConfig")]
 #[doc(alias = "TypedRateLimitingQueueConfig")]
 #[derive(Clone, Default)]
-#[non_exhaustive]
 pub struct Config {
     /// Name of the queue: the `name` label of its metrics. Empty means no metrics.
-    pub name: String,
+    name: String,
     /// Where the queue's metrics go; `None` records nothing.
-    pub metrics: Option<Arc<dyn MetricsProvider>>,
+    metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
 impl Config {
     /// The default: unnamed, no metrics.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets the queue's name.
+    /// Sets the queue's name: the `name` label of its metrics. Empty (the default) means no
+    /// metrics.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// Sets the metrics provider.
+    /// Sets where the queue's metrics go (by default nowhere).
     #[must_use]
     pub fn metrics(mut self, provider: Arc<dyn MetricsProvider>) -> Self {
         self.metrics = Some(provider);
         self
+    }
+
+    /// The queue's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The metrics provider, if one was set.
+    pub fn get_metrics(&self) -> Option<&Arc<dyn MetricsProvider>> {
+        self.metrics.as_ref()
     }
 }
 

@@ -1,18 +1,15 @@
 //! [`DelayingQueue`]: a [`Queue`] that can add keys later (client-go's `DelayingInterface`).
 
-use std::collections::BinaryHeap;
-use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::Key;
 use crate::config::Config;
-use crate::due::{Due, deadline};
+use crate::due::{DueHeap, deadline};
 use crate::metrics::{self, CounterMetric};
 use crate::queue::Queue;
 use crate::timer::{Expire, Next, Timer};
@@ -52,10 +49,8 @@ struct Delay<K> {
 }
 
 struct Waiting<K> {
-    heap: BinaryHeap<Due<K>>,
-    /// The one ready time of each waiting key; heap entries that disagree are stale.
-    ready_at: HashMap<K, Instant, RandomState>,
-    seq: u64,
+    /// Each waiting key once, with its ready time.
+    heap: DueHeap<K>,
     /// The deadline the timer task sleeps towards, if any.
     scheduled: Option<Instant>,
     stopped: bool,
@@ -69,14 +64,12 @@ impl<K: Key> DelayingQueue<K> {
 
     /// A delaying queue with a name and, optionally, metrics (including `retries`).
     pub fn with_config(config: Config) -> Self {
-        let retries = metrics::retries_metric(config.metrics.as_ref(), &config.name);
+        let retries = metrics::retries_metric(config.get_metrics(), config.get_name());
         Self {
             delay: Arc::new(Delay {
                 queue: Queue::with_config(config),
                 waiting: Mutex::new(Waiting {
-                    heap: BinaryHeap::new(),
-                    ready_at: HashMap::default(),
-                    seq: 0,
+                    heap: DueHeap::new(),
                     scheduled: None,
                     stopped: false,
                 }),
@@ -114,35 +107,13 @@ impl<K: Key> DelayingQueue<K> {
             return;
         }
         let Waiting {
-            heap,
-            ready_at: index,
-            seq,
-            scheduled,
-            ..
+            heap, scheduled, ..
         } = &mut *waiting;
-        match index.entry(key) {
-            MapEntry::Occupied(mut occupied) => {
-                if ready_at >= *occupied.get() {
-                    return;
-                }
-                // Earlier: the old heap entry becomes stale.
-                *occupied.get_mut() = ready_at;
-                heap.push(Due {
-                    ready_at,
-                    seq: *seq,
-                    key: occupied.key().clone(),
-                });
-            }
-            MapEntry::Vacant(vacant) => {
-                heap.push(Due {
-                    ready_at,
-                    seq: *seq,
-                    key: vacant.key().clone(),
-                });
-                vacant.insert(ready_at);
-            }
+        // Earliest wins: a key already waiting for an earlier time keeps it; a key moved earlier
+        // keeps its one heap entry.
+        if !heap.schedule(key, ready_at) {
+            return;
         }
-        *seq += 1;
         let wake = scheduled.is_none_or(|scheduled| ready_at < scheduled);
         if wake {
             *scheduled = Some(ready_at);
@@ -181,7 +152,7 @@ impl<K: Key> DelayingQueue<K> {
 
     /// Number of keys waiting for their delay to pass.
     pub fn waiting(&self) -> usize {
-        self.delay.waiting.lock().ready_at.len()
+        self.delay.waiting.lock().heap.len()
     }
 
     /// Stops accepting keys and drops the waiting ones. See [`Queue::shutdown`].
@@ -191,8 +162,8 @@ impl<K: Key> DelayingQueue<K> {
         self.delay.timer.wake();
     }
 
-    /// Stops accepting keys, drops the waiting ones, and waits until every queued key is done.
-    /// See [`Queue::shutdown_with_drain`].
+    /// Stops accepting keys, drops the waiting ones, and waits until no key is being processed
+    /// (client-go's `ShutDownWithDrain`). See [`Queue::shutdown_with_drain`].
     #[doc(alias = "ShutDownWithDrain")]
     pub async fn shutdown_with_drain(&self) {
         self.delay.queue.begin_shutdown(true);
@@ -205,6 +176,12 @@ impl<K: Key> DelayingQueue<K> {
     pub fn is_shutting_down(&self) -> bool {
         self.delay.queue.is_shutting_down()
     }
+
+    /// Number of entries in the waiting heap (tests check it is bounded by the waiting keys).
+    #[cfg(test)]
+    pub(crate) fn heap_len(&self) -> usize {
+        self.delay.waiting.lock().heap.len()
+    }
 }
 
 impl<K: Key> Expire for Delay<K> {
@@ -212,30 +189,18 @@ impl<K: Key> Expire for Delay<K> {
         let mut waiting = self.waiting.lock();
         if self.queue.is_shutting_down() {
             waiting.stopped = true;
-            waiting.heap = BinaryHeap::new();
-            waiting.ready_at = HashMap::default();
+            waiting.heap.clear();
             waiting.scheduled = None;
             return Next::Stop;
         }
         let mut ready = Vec::new();
         let Waiting {
-            heap,
-            ready_at,
-            scheduled,
-            ..
+            heap, scheduled, ..
         } = &mut *waiting;
-        while let Some(due) = heap.peek_mut() {
-            if due.ready_at > now {
-                break;
-            }
-            let due = std::collections::binary_heap::PeekMut::pop(due);
-            // Promote only if this entry is the key's current ready time (not a stale one).
-            if ready_at.get(&due.key) == Some(&due.ready_at) {
-                ready_at.remove(&due.key);
-                ready.push(due.key);
-            }
+        while let Some((key, _)) = heap.pop_due(now) {
+            ready.push(key);
         }
-        *scheduled = heap.peek().map(|due| due.ready_at);
+        *scheduled = heap.peek();
         let next = scheduled.map_or(Next::Idle, Next::At);
         drop(waiting);
         if !ready.is_empty() {
@@ -263,7 +228,7 @@ impl<K> fmt::Debug for DelayingQueue<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DelayingQueue")
             .field("queue", &self.delay.queue)
-            .field("waiting", &self.delay.waiting.lock().ready_at.len())
+            .field("waiting", &self.delay.waiting.lock().heap.len())
             .finish()
     }
 }

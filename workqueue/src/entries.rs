@@ -1,4 +1,5 @@
-//! The basic queue's per-key state: a slab of entries indexed by a compact hash table.
+//! Per-key state of the basic queue and of the waiting keys' heap (`due.rs`): a slab of entries
+//! indexed by a compact hash table.
 //!
 //! With many distinct keys, a work queue is bound by cache misses: every key is looked up when
 //! added, handed out and marked done, far apart in time. Here the entries live in a slab whose
@@ -58,10 +59,6 @@ impl<K, V> Entries<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
 }
 
 impl<K: Eq, V> Entries<K, V> {
@@ -117,6 +114,13 @@ impl<K: Eq, V> Entries<K, V> {
     }
 
     /// The value in `slot` (of a present entry).
+    pub(crate) fn get(&self, slot: Slot) -> Option<&V> {
+        let stored = self.slots.get(slot as usize)?;
+        stored.key.as_ref()?;
+        Some(&stored.value)
+    }
+
+    /// The value in `slot` (of a present entry), to change.
     pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut V> {
         let stored = self.slots.get_mut(slot as usize)?;
         stored.key.as_ref()?;
@@ -125,17 +129,19 @@ impl<K: Eq, V> Entries<K, V> {
 
     /// Removes the entry in `slot`: its key is dropped and the slot freed.
     pub(crate) fn remove(&mut self, slot: Slot) {
-        let Some(stored) = self.slots.get_mut(slot as usize) else {
-            return;
-        };
-        if stored.key.take().is_none() {
-            return;
-        }
+        drop(self.take(slot));
+    }
+
+    /// Removes the entry in `slot` and returns its key; the slot is freed.
+    pub(crate) fn take(&mut self, slot: Slot) -> Option<K> {
+        let stored = self.slots.get_mut(slot as usize)?;
+        let key = stored.key.take()?;
         // Probe with the stored hash, comparing slot numbers: no key is read.
         if let Ok(entry) = self.table.find_entry(stored.hash, |&other| other == slot) {
             entry.remove();
         }
         self.free.push_back(slot);
+        Some(key)
     }
 }
 
@@ -160,10 +166,12 @@ mod tests {
         assert_eq!(entries.find(hasher.hash(&keys[7]), &keys[7]), Some(7));
         assert_eq!(entries.key(7), Some(&keys[7]));
         *entries.get_mut(7).unwrap() = 2;
+        assert_eq!(entries.get(7), Some(&2));
 
         entries.remove(7);
         entries.remove(7); // twice: no-op
-        entries.remove(3);
+        assert_eq!(entries.take(3), Some(keys[3].clone()));
+        assert_eq!(entries.take(3), None);
         assert_eq!(entries.len(), 998);
         assert_eq!(entries.find(hasher.hash(&keys[7]), &keys[7]), None);
         assert!(entries.get_mut(7).is_none());
@@ -186,6 +194,5 @@ mod tests {
                 assert!(entries.find(hasher.hash(key), key).is_some(), "{key}");
             }
         }
-        assert!(!entries.is_empty());
     }
 }

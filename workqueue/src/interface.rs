@@ -49,7 +49,8 @@ pub trait WorkQueue<K: Key>: Clone + Send + Sync + 'static {
     }
     /// Stops accepting keys.
     fn shutdown(&self);
-    /// Stops accepting keys and waits until every queued key is done.
+    /// Stops accepting keys and waits until no key is being processed (client-go's
+    /// `ShutDownWithDrain`: keys still queued are not waited for).
     fn shutdown_with_drain(&self) -> impl Future<Output = ()> + Send;
     /// Whether the queue is shutting down.
     fn is_shutting_down(&self) -> bool;

@@ -13,7 +13,9 @@
 //!   missed;
 //! * after [`shutdown`](RateLimitingQueue::shutdown) adds are ignored, queued keys are still handed
 //!   out, and `get` returns `None` once nothing is left;
-//!   [`shutdown_with_drain`](RateLimitingQueue::shutdown_with_drain) also waits for the workers.
+//!   [`shutdown_with_drain`](RateLimitingQueue::shutdown_with_drain) also waits until no key is
+//!   being processed (as client-go's, it does not wait for keys still queued: the workers get
+//!   those from `get` until it returns `None`).
 //!
 //! | queue | client-go / controller-runtime |
 //! |---|---|
@@ -82,7 +84,8 @@
 //!     queue.add_after("default/web".to_owned(), Duration::from_secs(30)); // periodic resync
 //!
 //!     tokio::signal::ctrl_c().await.unwrap();
-//!     queue.shutdown_with_drain().await; // finish what was handed out and queued
+//!     queue.shutdown_with_drain().await; // wait for the keys being processed
+//!     // The workers still get what is queued, then `None`.
 //!     for worker in workers {
 //!         worker.await.unwrap();
 //!     }

@@ -56,7 +56,7 @@ struct Shared<K> {
     state: Mutex<State<K>>,
     /// Hashes keys before the lock is taken.
     hasher: Hasher,
-    /// Woken when the queue becomes idle during a drain, or when a drain is cut short.
+    /// Woken when the last processing key is done during a drain, or when a drain is cut short.
     drained: Notify,
     metrics: Option<QueueMetrics>,
     unfinished_loop: AtomicBool,
@@ -111,7 +111,7 @@ impl<K: Key> Queue<K> {
 
     /// A queue with a name and, optionally, metrics.
     pub fn with_config(config: Config) -> Self {
-        let metrics = QueueMetrics::new(config.metrics.as_ref(), &config.name);
+        let metrics = QueueMetrics::new(config.get_metrics(), config.get_name());
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -249,7 +249,7 @@ impl<K: Key> Queue<K> {
             entries.remove(slot);
         }
         let finished = state.finish();
-        let idle = state.drain && state.is_idle();
+        let idle = state.drain && !state.is_processing();
         drop(state);
         if let Some(waiter) = waiter {
             waiter.wake();
@@ -281,13 +281,15 @@ impl<K: Key> Queue<K> {
         self.begin_shutdown(false);
     }
 
-    /// Stops accepting keys and waits until every key has been handed out and marked
-    /// [`done`](Self::done).
+    /// Stops accepting keys and waits until no key is being processed: every key handed out has
+    /// been marked [`done`](Self::done).
     ///
-    /// This is client-go's `ShutDownWithDrain` with its documented intent made exact: it returns
-    /// once nothing is queued *and* nothing is processing, so after it returns no worker will
-    /// ever be handed a key. It waits forever if workers stop calling `done`; calling
-    /// [`shutdown`](Self::shutdown) meanwhile makes it return at once.
+    /// This is client-go's `ShutDownWithDrain`: it waits for the keys being *processed*, not for
+    /// the keys still queued. Queued keys are still handed out to workers that call
+    /// [`get`](Self::get) (then `get` returns `None`), before or after the drain returns; if no
+    /// worker is left, the drain does not wait for them. So it returns at once when nothing is
+    /// processing, and waits forever only if a worker holds a key and never calls `done`;
+    /// calling [`shutdown`](Self::shutdown) meanwhile makes it return at once.
     #[doc(alias = "ShutDownWithDrain")]
     pub async fn shutdown_with_drain(&self) {
         self.begin_shutdown(true);
@@ -318,7 +320,7 @@ impl<K: Key> Queue<K> {
             notified.as_mut().enable();
             {
                 let state = self.shared.state.lock();
-                if !state.drain || state.is_idle() {
+                if !state.drain || !state.is_processing() {
                     return;
                 }
             }
@@ -424,9 +426,10 @@ impl<K: Key> State<K> {
         self.shutting_down && self.queue.is_empty() && self.requeue == 0
     }
 
-    /// Nothing queued and nothing processing.
-    fn is_idle(&self) -> bool {
-        self.entries.is_empty()
+    /// Whether some key is being processed (handed out, not yet done).
+    fn is_processing(&self) -> bool {
+        // Every entry is either queued (dirty, not processing) or processing.
+        self.entries.len() > self.queue.len()
     }
 }
 

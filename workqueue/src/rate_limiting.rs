@@ -158,8 +158,9 @@ impl<K: Key> RateLimitingQueue<K> {
         self.queue.shutdown();
     }
 
-    /// Stops accepting keys and waits until every queued key is done.
-    /// See [`Queue::shutdown_with_drain`](crate::Queue::shutdown_with_drain).
+    /// Stops accepting keys, drops the waiting ones, and waits until no key is being processed
+    /// (client-go's `ShutDownWithDrain`). See
+    /// [`Queue::shutdown_with_drain`](crate::Queue::shutdown_with_drain).
     #[doc(alias = "ShutDownWithDrain")]
     pub async fn shutdown_with_drain(&self) {
         self.queue.shutdown_with_drain().await;
@@ -169,6 +170,12 @@ impl<K: Key> RateLimitingQueue<K> {
     #[doc(alias = "ShuttingDown")]
     pub fn is_shutting_down(&self) -> bool {
         self.queue.is_shutting_down()
+    }
+
+    /// Number of entries in the waiting heap.
+    #[cfg(test)]
+    pub(crate) fn heap_len(&self) -> usize {
+        self.queue.heap_len()
     }
 }
 

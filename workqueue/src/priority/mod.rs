@@ -27,45 +27,62 @@ use crate::waiters::{self, Wakers};
 /// use ferrokube_workqueue::AddOpts;
 ///
 /// let opts = AddOpts::new().priority(10).after(Duration::from_secs(1));
-/// assert_eq!(opts.priority, 10);
+/// assert_eq!(opts.get_priority(), 10);
+/// assert_eq!(opts.get_after(), Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AddOpts {
     /// Wait this long before the key is ready (zero: ready now).
-    pub after: Duration,
-    /// Also ask the rate limiter; the shorter of its delay and a non-zero `after` applies, as in
-    /// controller-runtime.
-    pub rate_limited: bool,
-    /// Higher is handed out first. controller-runtime uses `-100` for low priority.
-    pub priority: i32,
+    after: Duration,
+    /// Also ask the rate limiter; the shorter of its delay and a non-zero `after` applies.
+    rate_limited: bool,
+    /// Higher is handed out first.
+    priority: i32,
 }
 
 impl AddOpts {
     /// Ready now, not rate-limited, priority 0.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets the delay.
+    /// Sets how long to wait before the key is ready (zero, the default: ready now).
     #[must_use]
     pub fn after(mut self, after: Duration) -> Self {
         self.after = after;
         self
     }
 
-    /// Sets whether the rate limiter is asked for a delay.
+    /// Sets whether the rate limiter is asked for a delay too; the shorter of its delay and a
+    /// non-zero [`after`](Self::after) applies, as in controller-runtime.
     #[must_use]
     pub fn rate_limited(mut self, rate_limited: bool) -> Self {
         self.rate_limited = rate_limited;
         self
     }
 
-    /// Sets the priority.
+    /// Sets the priority: higher is handed out first. controller-runtime uses `-100` for low
+    /// priority.
     #[must_use]
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
+    }
+
+    /// The delay before the key is ready.
+    pub fn get_after(&self) -> Duration {
+        self.after
+    }
+
+    /// Whether the rate limiter is asked for a delay.
+    pub fn get_rate_limited(&self) -> bool {
+        self.rate_limited
+    }
+
+    /// The priority.
+    pub fn get_priority(&self) -> i32 {
+        self.priority
     }
 }
 
@@ -78,7 +95,8 @@ impl AddOpts {
 /// * The [`Queue`](crate::Queue) guarantees hold: a key is never handed to two workers at once,
 ///   and a key added while processing is handed out again after [`done`](Self::done).
 /// * Shutdown behaves as in [`Queue`](crate::Queue): ready keys are still handed out, waiting keys
-///   are dropped, and [`shutdown_with_drain`](Self::shutdown_with_drain) waits for the workers.
+///   are dropped, and [`shutdown_with_drain`](Self::shutdown_with_drain) waits until no key is
+///   being processed (client-go's `ShutDownWithDrain`).
 ///   (controller-runtime's queue stops handing out at once and does not drain; this one follows
 ///   client-go's contract so that both queues are interchangeable.)
 ///
@@ -132,8 +150,8 @@ impl<K: Key> PriorityQueue<K> {
                 drained: Notify::new(),
                 limiter: Arc::new(limiter),
                 timer: Timer::new(),
-                metrics: QueueMetrics::new(config.metrics.as_ref(), &config.name),
-                retries: metrics::retries_metric(config.metrics.as_ref(), &config.name),
+                metrics: QueueMetrics::new(config.get_metrics(), config.get_name()),
+                retries: metrics::retries_metric(config.get_metrics(), config.get_name()),
                 unfinished_loop: AtomicBool::new(false),
             }),
         }
@@ -258,7 +276,7 @@ impl<K: Key> PriorityQueue<K> {
             None
         };
         let finished = finish(&mut state);
-        let idle = state.drain && state.is_idle();
+        let idle = state.drain && state.processing == 0;
         drop(state);
         if let Some(waiter) = waiter {
             waiter.wake();
@@ -306,8 +324,12 @@ impl<K: Key> PriorityQueue<K> {
         self.begin_shutdown(false);
     }
 
-    /// Stops accepting keys, drops the waiting ones, and waits until every ready key has been
-    /// handed out and marked done. See [`Queue::shutdown_with_drain`](crate::Queue::shutdown_with_drain).
+    /// Stops accepting keys, drops the waiting ones, and waits until no key is being processed
+    /// (every key handed out was marked [`done`](Self::done)), as client-go's `ShutDownWithDrain`.
+    ///
+    /// Ready keys that no worker took are not waited for: workers that call [`get`](Self::get)
+    /// still receive them, but with no worker left the drain returns as soon as nothing is
+    /// processing. See [`Queue::shutdown_with_drain`](crate::Queue::shutdown_with_drain).
     #[doc(alias = "ShutDownWithDrain")]
     pub async fn shutdown_with_drain(&self) {
         self.begin_shutdown(true);
@@ -317,7 +339,7 @@ impl<K: Key> PriorityQueue<K> {
             notified.as_mut().enable();
             {
                 let state = shared.state.lock();
-                if !state.drain || state.is_idle() {
+                if !state.drain || state.processing == 0 {
                     return;
                 }
             }
@@ -330,6 +352,30 @@ impl<K: Key> PriorityQueue<K> {
     #[doc(alias = "ShuttingDown")]
     pub fn is_shutting_down(&self) -> bool {
         self.shared.state.lock().shutting_down
+    }
+
+    /// Number of entries in the waiting heap, and number of waiting keys (tests check that the
+    /// first is bounded by the second).
+    ///
+    /// # Panics
+    ///
+    /// If a waiting key's heap slot does not hold that key and its ready time.
+    #[cfg(test)]
+    pub(crate) fn heap_and_waiting(&self) -> (usize, usize) {
+        let state = self.shared.state.lock();
+        let mut waiting = 0;
+        for (key, item) in &state.items {
+            let Some(queued) = item.queued else { continue };
+            let Some(ready_at) = queued.ready_at else {
+                continue;
+            };
+            waiting += 1;
+            assert!(
+                state.waiting.get(queued.slot) == Some((key, ready_at)),
+                "a waiting key is not in its heap slot"
+            );
+        }
+        (state.waiting.len(), waiting)
     }
 
     fn begin_shutdown(&self, drain: bool) {
@@ -443,6 +489,7 @@ impl<K> fmt::Debug for PriorityQueue<K> {
         let state = self.shared.state.lock();
         f.debug_struct("PriorityQueue")
             .field("ready", &state.ready.len())
+            .field("waiting", &state.waiting.len())
             .field("items", &state.items.len())
             .field("processing", &state.processing)
             .field("shutting_down", &state.shutting_down)

@@ -2,19 +2,20 @@
 //!
 //! Every key the queue knows has one [`Item`]: queued (ready or waiting), processing, or both.
 //! Ready keys that nobody processes sit in `ready`, ordered by priority (highest first), then by
-//! the order in which they became ready. Waiting keys sit in the `waiting` heap (lazily pruned: an
-//! entry is acted on only if it still matches the key's ready time). A key that becomes ready while
-//! it is processing is *parked*: it enters `ready` at `done`.
+//! the order in which they became ready. Waiting keys sit in the `waiting` heap, exactly once each:
+//! a key moved earlier is moved in place, and a key that becomes ready leaves the heap. A key that
+//! becomes ready while it is processing is *parked*: it enters `ready` at `done`.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
-use std::collections::{BTreeMap, BinaryHeap};
 
 use foldhash::fast::RandomState;
 use tokio::time::Instant;
 
 use crate::Key;
-use crate::due::Due;
+use crate::due::SlotHeap;
+use crate::entries::Slot;
 use crate::metrics::{Stamps, Timing};
 use crate::waiters::{Parking, WaitList};
 
@@ -23,8 +24,9 @@ pub(super) struct State<K> {
     pub(super) items: HashMap<K, Item, RandomState>,
     /// Ready and not processing: (highest priority first, then FIFO) → key.
     pub(super) ready: BTreeMap<(Reverse<i32>, u64), K>,
-    pub(super) waiting: BinaryHeap<Due<K>>,
-    /// Order of becoming ready (and of heap entries).
+    /// Waiting keys (those whose `queued.ready_at` is set), each once, at `queued.slot`.
+    pub(super) waiting: SlotHeap<K>,
+    /// Order of becoming ready.
     pub(super) seq: u64,
     pub(super) processing: usize,
     /// Items processing whose next round is already ready.
@@ -51,6 +53,20 @@ pub(super) struct Queued {
     pub(super) seq: u64,
     /// `None` once ready.
     pub(super) ready_at: Option<Instant>,
+    /// The key's slot in `waiting` while `ready_at` is set (meaningless once ready).
+    pub(super) slot: Slot,
+}
+
+impl Queued {
+    /// Queued with `priority` and `seq`, ready now or waiting in `slot`.
+    fn new(priority: i32, seq: u64, waiting: Option<(Instant, Slot)>) -> Self {
+        Self {
+            priority,
+            seq,
+            ready_at: waiting.map(|(at, _)| at),
+            slot: waiting.map_or(Slot::MAX, |(_, slot)| slot),
+        }
+    }
 }
 
 /// What an add or an expiry changed, for the caller to act on after unlocking.
@@ -69,7 +85,7 @@ impl<K: Key> State<K> {
         Self {
             items: HashMap::default(),
             ready: BTreeMap::new(),
-            waiting: BinaryHeap::new(),
+            waiting: SlotHeap::new(),
             seq: 0,
             processing: 0,
             parked: 0,
@@ -95,45 +111,42 @@ impl<K: Key> State<K> {
         match self.items.entry(key) {
             MapEntry::Vacant(vacant) => {
                 let key = vacant.key().clone();
+                self.seq += 1;
+                let waiting = match ready_at {
+                    None => {
+                        self.ready.insert((Reverse(priority), seq), key);
+                        changes.readied = 1;
+                        changes.became_ready = 1;
+                        None
+                    }
+                    Some(at) => {
+                        changes.wake_timer = schedule(&mut self.scheduled, at);
+                        Some((at, self.waiting.insert(key, at)))
+                    }
+                };
                 let item = vacant.insert(Item {
-                    queued: Some(Queued {
-                        priority,
-                        seq,
-                        ready_at,
-                    }),
+                    queued: Some(Queued::new(priority, seq, waiting)),
                     processing: false,
                     timing: Timing::NONE,
                 });
                 if ready_at.is_none() {
                     self.stamps.added(&mut item.timing, now);
                 }
-                self.seq += 1;
-                match ready_at {
-                    None => {
-                        self.ready.insert((Reverse(priority), seq), key);
-                        changes.readied = 1;
-                        changes.became_ready = 1;
-                    }
-                    Some(at) => {
-                        self.waiting.push(Due {
-                            ready_at: at,
-                            seq,
-                            key,
-                        });
-                        changes.wake_timer = schedule(&mut self.scheduled, at);
-                    }
-                }
             }
             MapEntry::Occupied(mut occupied) => {
+                let waiting = match (&occupied.get().queued, ready_at) {
+                    // Processing only, next round waits: it enters the heap.
+                    (None, Some(at)) => {
+                        let key = occupied.key().clone();
+                        Some((at, self.waiting.insert(key, at)))
+                    }
+                    _ => None,
+                };
                 let item = occupied.get_mut();
                 match &mut item.queued {
                     None => {
                         // Processing only: queue the next round.
-                        item.queued = Some(Queued {
-                            priority,
-                            seq,
-                            ready_at,
-                        });
+                        item.queued = Some(Queued::new(priority, seq, waiting));
                         self.seq += 1;
                         match ready_at {
                             None => {
@@ -142,12 +155,6 @@ impl<K: Key> State<K> {
                                 changes.became_ready = 1;
                             }
                             Some(at) => {
-                                let key = occupied.key().clone();
-                                self.waiting.push(Due {
-                                    ready_at: at,
-                                    seq,
-                                    key,
-                                });
                                 changes.wake_timer = schedule(&mut self.scheduled, at);
                             }
                         }
@@ -157,7 +164,8 @@ impl<K: Key> State<K> {
                         queued.priority = queued.priority.max(priority);
                         match (old.ready_at, ready_at) {
                             (Some(_), None) => {
-                                // Waiting, now ready: its heap entry goes stale.
+                                // Waiting, now ready: it leaves the heap.
+                                let key = self.waiting.remove(old.slot);
                                 queued.ready_at = None;
                                 queued.seq = seq;
                                 self.seq += 1;
@@ -167,20 +175,15 @@ impl<K: Key> State<K> {
                                     self.parked += 1;
                                 } else {
                                     let priority = queued.priority;
-                                    let key = occupied.key().clone();
+                                    let key = key.unwrap_or_else(|| occupied.key().clone());
                                     self.ready.insert((Reverse(priority), seq), key);
                                     changes.readied = 1;
                                 }
                             }
                             (Some(old_at), Some(at)) if at < old_at => {
+                                // Earlier: its heap entry moves in place.
                                 queued.ready_at = Some(at);
-                                let key = occupied.key().clone();
-                                self.waiting.push(Due {
-                                    ready_at: at,
-                                    seq,
-                                    key,
-                                });
-                                self.seq += 1;
+                                self.waiting.advance(old.slot, at);
                                 changes.wake_timer = schedule(&mut self.scheduled, at);
                             }
                             (None, _) if queued.priority != old.priority && !item.processing => {
@@ -202,20 +205,16 @@ impl<K: Key> State<K> {
     /// Makes every key due at `now` ready.
     pub(super) fn expire(&mut self, now: Instant, timestamp: Option<Instant>) -> Changes {
         let mut changes = Changes::default();
-        while let Some(due) = self.waiting.peek_mut() {
-            if due.ready_at > now {
-                break;
-            }
-            let due = std::collections::binary_heap::PeekMut::pop(due);
+        while let Some((key, ready_at)) = self.waiting.pop_due(now) {
             let seq = self.seq;
-            let Some(item) = self.items.get_mut(&due.key) else {
-                continue;
+            let Some(item) = self.items.get_mut(&key) else {
+                continue; // unreachable: waiting keys have items
             };
             let Some(queued) = &mut item.queued else {
                 continue;
             };
-            if queued.ready_at != Some(due.ready_at) {
-                continue; // stale entry
+            if queued.ready_at != Some(ready_at) {
+                continue; // unreachable: the heap holds each key's ready time
             }
             queued.ready_at = None;
             queued.seq = seq;
@@ -225,11 +224,11 @@ impl<K: Key> State<K> {
             if item.processing {
                 self.parked += 1;
             } else {
-                self.ready.insert((Reverse(queued.priority), seq), due.key);
+                self.ready.insert((Reverse(queued.priority), seq), key);
                 changes.readied += 1;
             }
         }
-        self.scheduled = self.waiting.peek().map(|due| due.ready_at);
+        self.scheduled = self.waiting.peek();
         changes
     }
 
@@ -281,10 +280,11 @@ impl<K: Key> State<K> {
                     .insert((Reverse(queued.priority), queued.seq), key.clone());
                 true
             }
-            Some(_) if self.shutting_down => {
+            Some(queued) if self.shutting_down => {
                 // Waiting keys are dropped at shutdown.
                 self.stamps.clear(&mut item.timing);
                 self.items.remove(key);
+                self.waiting.remove(queued.slot);
                 false
             }
             Some(_) => false,
@@ -297,15 +297,10 @@ impl<K: Key> State<K> {
         self.shutting_down && self.ready.is_empty() && self.parked == 0
     }
 
-    /// Nothing ready and nothing processing.
-    pub(super) fn is_idle(&self) -> bool {
-        self.ready.is_empty() && self.processing == 0
-    }
-
     /// Drops every waiting key (shutdown).
     pub(super) fn drop_waiting(&mut self) {
-        for due in std::mem::take(&mut self.waiting) {
-            let MapEntry::Occupied(mut occupied) = self.items.entry(due.key) else {
+        for key in self.waiting.take_all() {
+            let MapEntry::Occupied(mut occupied) = self.items.entry(key) else {
                 continue;
             };
             let item = occupied.get_mut();

@@ -246,3 +246,66 @@ fn add_after_outside_a_runtime_uses_the_creating_runtime() {
     let key = runtime.block_on(async { timeout(Duration::from_secs(5), queue.get()).await });
     assert_eq!(key, Ok(Some(1)));
 }
+
+// Issue 10 (6): moving a deadline earlier used to leave the old heap entry, with a clone of the
+// key, until its original deadline: a periodic requeue plus rate-limited retries grew the heap by
+// one entry per retry.
+#[tokio::test(start_paused = true)]
+async fn heap_holds_one_entry_per_waiting_key() {
+    let queue = DelayingQueue::new();
+    for round in 0..1000 {
+        queue.add_after("k", Duration::from_secs(3600));
+        queue.add_after("k", 5 * MS);
+        assert_eq!(queue.waiting(), 1);
+        assert_eq!(queue.heap_len(), 1, "round {round}: one entry for one key");
+        let key = queue.get().await.unwrap();
+        queue.done(&key);
+        assert_eq!(queue.waiting(), 0);
+        assert_eq!(queue.heap_len(), 0, "round {round}: no entry left behind");
+    }
+    // Many keys, each moved earlier several times.
+    for delay in [60, 50, 40, 30] {
+        for key in ["a", "b", "c", "d"] {
+            queue.add_after(key, Duration::from_secs(delay));
+        }
+    }
+    assert_eq!((queue.waiting(), queue.heap_len()), (4, 4));
+    let start = Instant::now();
+    for _ in 0..4 {
+        let key = queue.get().await.unwrap();
+        queue.done(&key);
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    assert_eq!((queue.waiting(), queue.heap_len()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_retries_do_not_grow_the_heap() {
+    let limiter = ItemExponentialFailureRateLimiter::new(MS, Duration::from_secs(1));
+    let queue = RateLimitingQueue::new(limiter);
+    for round in 0..200 {
+        queue.add_after("k", Duration::from_secs(3600)); // periodic resync
+        queue.add_rate_limited("k"); // retry: earlier
+        assert!(queue.heap_len() <= queue.waiting(), "round {round}");
+        let key = queue.get().await.unwrap();
+        queue.forget(&key);
+        queue.done(&key);
+        assert!(queue.heap_len() <= queue.waiting(), "round {round}");
+    }
+    assert_eq!(queue.heap_len(), 0);
+}
+
+// Issue 10 (8): client-go's ShutDownWithDrain waits for the keys being processed, not for keys
+// still queued; with no worker left it used to wait forever.
+#[tokio::test(start_paused = true)]
+async fn drain_does_not_wait_for_queued_keys() {
+    let queue = DelayingQueue::new();
+    queue.add("queued");
+    queue.add_after("waiting", Duration::from_secs(10));
+    timeout(Duration::from_secs(60), queue.shutdown_with_drain())
+        .await
+        .expect("nothing is processing: the drain returns");
+    assert_eq!(queue.get().await, Some("queued"), "still handed out");
+    queue.done(&"queued");
+    assert_eq!(queue.get().await, None);
+}

@@ -161,7 +161,7 @@ async fn shutdown_hands_out_ready_keys_and_drops_waiting_ones() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn drain_waits_for_a_parked_requeue() {
+async fn drain_waits_for_processing_not_for_a_parked_requeue() {
     let queue = PriorityQueue::new();
     queue.add("k");
     let k = queue.get().await.unwrap();
@@ -171,16 +171,15 @@ async fn drain_waits_for_a_parked_requeue() {
         async move { queue.shutdown_with_drain().await }
     });
     settle().await;
-    assert!(!drain.is_finished());
+    assert!(!drain.is_finished(), "k is processing");
     queue.done(&k);
-    settle().await;
-    assert!(!drain.is_finished(), "k went back into the queue");
-    assert_eq!(queue.get().await, Some("k"));
-    queue.done(&"k");
+    // k went back into the queue, but nothing is processing: client-go's drain returns.
     timeout(Duration::from_secs(1), drain)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(queue.get().await, Some("k"), "still handed out");
+    queue.done(&"k");
     assert_eq!(queue.get().await, None);
 }
 
@@ -194,4 +193,62 @@ async fn timer_ends_at_shutdown() {
     queue.shutdown();
     settle().await;
     assert_eq!(metrics.num_alive_tasks(), 0);
+}
+
+// Issue 10 (6): moving a deadline earlier, or making a waiting key ready, used to leave a stale
+// heap entry (with a clone of the key) until the original deadline.
+#[tokio::test(start_paused = true)]
+async fn heap_holds_one_entry_per_waiting_key() {
+    let queue = PriorityQueue::new();
+    for round in 0..1000 {
+        queue.add_after("k", Duration::from_secs(3600));
+        queue.add_after("k", 5 * MS);
+        assert_eq!(queue.heap_and_waiting(), (1, 1), "round {round}");
+        let key = queue.get().await.unwrap();
+        queue.done(&key);
+        assert_eq!(queue.heap_and_waiting(), (0, 0), "round {round}");
+    }
+    // A waiting key made ready by an immediate add leaves the heap.
+    queue.add_after("k", Duration::from_secs(3600));
+    queue.add("k");
+    assert_eq!(queue.heap_and_waiting(), (0, 0));
+    assert_eq!(queue.get().await, Some("k"));
+    // Waiting for its next round while processing: one entry, removed when it becomes ready.
+    queue.add_after("k", Duration::from_secs(3600));
+    queue.add_after("k", 5 * MS);
+    assert_eq!(queue.heap_and_waiting(), (1, 1));
+    queue.add_with("k", AddOpts::new().priority(3));
+    assert_eq!(queue.heap_and_waiting(), (0, 0));
+    queue.done(&"k");
+    assert_eq!(queue.get_with_priority().await, Some(("k", 3)));
+    queue.done(&"k");
+    // Many keys, each moved earlier several times, fire once at the earliest time.
+    for delay in [60, 50, 40, 30] {
+        for key in ["a", "b", "c", "d"] {
+            queue.add_after(key, Duration::from_secs(delay));
+        }
+    }
+    assert_eq!(queue.heap_and_waiting(), (4, 4));
+    let start = Instant::now();
+    for _ in 0..4 {
+        let key = queue.get().await.unwrap();
+        queue.done(&key);
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    assert_eq!(queue.heap_and_waiting(), (0, 0));
+}
+
+// Issue 10 (8): as client-go's ShutDownWithDrain, the drain waits for the keys being processed,
+// not for ready keys no worker took; with no worker left it used to wait forever.
+#[tokio::test(start_paused = true)]
+async fn drain_does_not_wait_for_ready_keys() {
+    let queue = PriorityQueue::new();
+    queue.add("ready");
+    queue.add_after("waiting", Duration::from_secs(10));
+    timeout(Duration::from_secs(60), queue.shutdown_with_drain())
+        .await
+        .expect("nothing is processing: the drain returns");
+    assert_eq!(queue.get().await, Some("ready"), "still handed out");
+    queue.done(&"ready");
+    assert_eq!(queue.get().await, None);
 }

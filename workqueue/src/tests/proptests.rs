@@ -7,7 +7,10 @@
 //!   (delays are respected: paused Tokio time makes this exact);
 //! * no add is lost: every key added before shutdown (and ready by then) is processed after its
 //!   last add;
-//! * nothing is processed after `shutdown_with_drain` returned, and every worker then ends.
+//! * `shutdown_with_drain` returns only once nothing is processing (client-go's semantics: keys
+//!   still queued are handed out afterwards), and every worker then ends;
+//! * the waiting heap holds one entry per waiting key, never more (so never more than there are
+//!   distinct keys), however often keys are moved earlier.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,30 @@ use tokio::time::Instant;
 use crate::{
     ItemExponentialFailureRateLimiter, PriorityQueue, RateLimiter, RateLimitingQueue, WorkQueue,
 };
+
+/// The size of a queue's waiting heap, and its number of waiting keys.
+trait WaitingHeap {
+    fn heap_and_waiting(&self) -> (usize, usize);
+
+    /// A violation if the heap holds more entries than there are waiting keys, or keys.
+    fn check_heap(&self) -> Option<String> {
+        let (heap, waiting) = self.heap_and_waiting();
+        (heap > waiting || heap > usize::from(KEYS))
+            .then(|| format!("{heap} heap entries for {waiting} waiting keys"))
+    }
+}
+
+impl WaitingHeap for RateLimitingQueue<u8> {
+    fn heap_and_waiting(&self) -> (usize, usize) {
+        (self.heap_len(), self.waiting())
+    }
+}
+
+impl WaitingHeap for PriorityQueue<u8> {
+    fn heap_and_waiting(&self) -> (usize, usize) {
+        PriorityQueue::heap_and_waiting(self)
+    }
+}
 
 const KEYS: u8 = 6;
 
@@ -96,7 +123,6 @@ struct Log {
     gets: HashMap<u8, Vec<u64>>,
     in_flight: HashSet<u8>,
     shutdown: Option<(u64, Instant)>,
-    drained: bool,
     violations: Vec<String>,
 }
 
@@ -118,10 +144,6 @@ impl Log {
 
     fn got(&mut self, key: u8, now: Instant) {
         let seq = self.next();
-        if self.drained {
-            self.violations
-                .push(format!("{key} handed out after the drain completed"));
-        }
         if !self.in_flight.insert(key) {
             self.violations
                 .push(format!("{key} handed to two workers at once"));
@@ -179,7 +201,7 @@ async fn settle() {
 }
 
 /// Runs `ops` against `queue` with `workers` workers; returns the violations found.
-async fn run<Q: WorkQueue<u8>>(
+async fn run<Q: WorkQueue<u8> + WaitingHeap>(
     queue: Q,
     limiter: Arc<Recording>,
     ops: Vec<Op>,
@@ -245,15 +267,18 @@ async fn run<Q: WorkQueue<u8>>(
             Op::Yield => tokio::task::yield_now().await,
             Op::Shutdown if !shut => {
                 shut = true;
-                shutdown(&queue, &log).await;
+                shutdown(&queue, &log, true).await;
             }
             Op::Shutdown => queue.shutdown(),
+        }
+        if let Some(violation) = queue.check_heap() {
+            log.lock().unwrap().violations.push(violation);
         }
     }
     if !shut {
         // Let every delay pass, then drain.
         tokio::time::advance(Duration::from_millis(100)).await;
-        shutdown(&queue, &log).await;
+        shutdown(&queue, &log, true).await;
     }
     for handle in handles {
         match tokio::time::timeout(Duration::from_secs(10), handle).await {
@@ -282,7 +307,11 @@ async fn run<Q: WorkQueue<u8>>(
     violations
 }
 
-async fn shutdown<Q: WorkQueue<u8>>(queue: &Q, log: &Mutex<Log>) {
+/// Shuts `queue` down with a drain. With `check_in_flight`, also checks that no worker was
+/// processing when the drain returned: exact on a single-threaded runtime, where no worker runs
+/// between the drain's return and the check; with parallel workers one may already have taken a
+/// key still queued (as client-go's drain allows), so the parallel test does not check it.
+async fn shutdown<Q: WorkQueue<u8>>(queue: &Q, log: &Mutex<Log>, check_in_flight: bool) {
     settle().await; // let the timer move what is due
     {
         let mut log = log.lock().unwrap();
@@ -300,8 +329,7 @@ async fn shutdown<Q: WorkQueue<u8>>(queue: &Q, log: &Mutex<Log>) {
         log.violations
             .push("shutdown_with_drain never completed".into());
     }
-    log.drained = true;
-    if !log.in_flight.is_empty() {
+    if check_in_flight && !log.in_flight.is_empty() {
         let message = format!("drain returned with {:?} in flight", log.in_flight);
         log.violations.push(message);
     }
@@ -403,7 +431,7 @@ async fn parallel<Q: WorkQueue<u8>>(queue: Q, keys: Vec<u8>, workers: usize) -> 
             tokio::task::yield_now().await;
         }
     }
-    shutdown(&queue, &log).await;
+    shutdown(&queue, &log, false).await;
     for handle in handles {
         match tokio::time::timeout(Duration::from_secs(10), handle).await {
             Ok(Ok(())) => {}

@@ -160,12 +160,14 @@ async fn getter_waits_for_a_requeue_pending_at_shutdown() {
     assert_eq!(queue.get().await, None);
 }
 
+// client-go: TestQueueDrainageUsingShutDownWithDrain (the drain waits for processing keys only).
 #[tokio::test]
-async fn shutdown_with_drain_waits_for_processing_and_queued_keys() {
+async fn shutdown_with_drain_waits_for_processing_keys() {
     let queue = Queue::new();
     queue.add(1);
     queue.add(2);
     let one = queue.get().await.unwrap();
+    queue.add(1); // re-added while processing: back into the queue at done
     let drained = Arc::new(AtomicUsize::new(0));
     let drain = tokio::spawn({
         let (queue, drained) = (queue.clone(), drained.clone());
@@ -175,19 +177,19 @@ async fn shutdown_with_drain_waits_for_processing_and_queued_keys() {
         }
     });
     tokio::task::yield_now().await;
-    assert_eq!(drained.load(Ordering::SeqCst), 0);
+    assert_eq!(drained.load(Ordering::SeqCst), 0, "1 is processing");
+    // 1 goes back into the queue, and nothing is processing any more.
     queue.done(&one);
-    tokio::task::yield_now().await;
-    assert_eq!(drained.load(Ordering::SeqCst), 0, "2 is still queued");
-    let two = queue.get().await.unwrap();
-    tokio::task::yield_now().await;
-    assert_eq!(drained.load(Ordering::SeqCst), 0, "2 is processing");
-    queue.done(&two);
     timeout(Duration::from_secs(5), drain)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(drained.load(Ordering::SeqCst), 1);
+    // Queued keys are still handed out, in order, then `None`.
+    assert_eq!(queue.get().await, Some(2));
+    queue.done(&2);
+    assert_eq!(queue.get().await, Some(1));
+    queue.done(&1);
     assert_eq!(queue.get().await, None);
 }
 
@@ -272,4 +274,22 @@ async fn one_key_never_goes_to_two_workers() {
         worker.await.unwrap();
     }
     assert!(processed.load(Ordering::SeqCst) >= 1);
+}
+
+// Issue 10 (8): client-go's ShutDownWithDrain waits until nothing is *processing*; keys queued but
+// not handed out are not waited for. With the workers gone it used to wait forever.
+#[tokio::test(start_paused = true)]
+async fn drain_without_workers_returns() {
+    let queue = Queue::new();
+    queue.add(1);
+    queue.add(2);
+    timeout(Duration::from_secs(60), queue.shutdown_with_drain())
+        .await
+        .expect("nothing is processing: the drain returns");
+    // Queued keys are still handed out after the drain, as in client-go.
+    assert_eq!(queue.get().await, Some(1));
+    queue.done(&1);
+    assert_eq!(queue.get().await, Some(2));
+    queue.done(&2);
+    assert_eq!(queue.get().await, None);
 }
