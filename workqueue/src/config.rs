@@ -21,17 +21,16 @@ use crate::metrics::MetricsProvider;
 /// let config = Config::new()
 ///     .name("deployments")
 ///     .metrics(Arc::new(PrometheusMetrics::new(&mut registry)));
-/// assert_eq!(config.get_name(), "deployments");
-/// assert!(config.get_metrics().is_some());
+/// # let _ = config;
 /// ```
 #[doc(alias = "QueueConfig")]
 #[doc(alias = "TypedRateLimitingQueueConfig")]
 #[derive(Clone, Default)]
 pub struct Config {
     /// Name of the queue: the `name` label of its metrics. Empty means no metrics.
-    name: String,
+    pub(crate) name: String,
     /// Where the queue's metrics go; `None` records nothing.
-    metrics: Option<Arc<dyn MetricsProvider>>,
+    pub(crate) metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
 impl Config {
@@ -54,16 +53,6 @@ impl Config {
     pub fn metrics(mut self, provider: Arc<dyn MetricsProvider>) -> Self {
         self.metrics = Some(provider);
         self
-    }
-
-    /// The queue's name.
-    pub fn get_name(&self) -> &str {
-        &self.name
-    }
-
-    /// The metrics provider, if one was set.
-    pub fn get_metrics(&self) -> Option<&Arc<dyn MetricsProvider>> {
-        self.metrics.as_ref()
     }
 }
 

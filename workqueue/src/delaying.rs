@@ -64,7 +64,7 @@ impl<K: Key> DelayingQueue<K> {
 
     /// A delaying queue with a name and, optionally, metrics (including `retries`).
     pub fn with_config(config: Config) -> Self {
-        let retries = metrics::retries_metric(config.get_metrics(), config.get_name());
+        let retries = metrics::retries_metric(config.metrics.as_ref(), &config.name);
         Self {
             delay: Arc::new(Delay {
                 queue: Queue::with_config(config),

@@ -111,7 +111,7 @@ impl<K: Key> Queue<K> {
 
     /// A queue with a name and, optionally, metrics.
     pub fn with_config(config: Config) -> Self {
-        let metrics = QueueMetrics::new(config.get_metrics(), config.get_name());
+        let metrics = QueueMetrics::new(config.metrics.as_ref(), &config.name);
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {

@@ -27,17 +27,17 @@ use crate::waiters::{self, Wakers};
 /// use ferrokube_workqueue::AddOpts;
 ///
 /// let opts = AddOpts::new().priority(10).after(Duration::from_secs(1));
-/// assert_eq!(opts.get_priority(), 10);
-/// assert_eq!(opts.get_after(), Duration::from_secs(1));
+/// assert_eq!(opts, AddOpts::new().after(Duration::from_secs(1)).priority(10));
+/// assert_ne!(opts, AddOpts::new());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddOpts {
     /// Wait this long before the key is ready (zero: ready now).
-    after: Duration,
+    pub(crate) after: Duration,
     /// Also ask the rate limiter; the shorter of its delay and a non-zero `after` applies.
-    rate_limited: bool,
+    pub(crate) rate_limited: bool,
     /// Higher is handed out first.
-    priority: i32,
+    pub(crate) priority: i32,
 }
 
 impl AddOpts {
@@ -68,21 +68,6 @@ impl AddOpts {
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
-    }
-
-    /// The delay before the key is ready.
-    pub fn get_after(&self) -> Duration {
-        self.after
-    }
-
-    /// Whether the rate limiter is asked for a delay.
-    pub fn get_rate_limited(&self) -> bool {
-        self.rate_limited
-    }
-
-    /// The priority.
-    pub fn get_priority(&self) -> i32 {
-        self.priority
     }
 }
 
@@ -150,8 +135,8 @@ impl<K: Key> PriorityQueue<K> {
                 drained: Notify::new(),
                 limiter: Arc::new(limiter),
                 timer: Timer::new(),
-                metrics: QueueMetrics::new(config.get_metrics(), config.get_name()),
-                retries: metrics::retries_metric(config.get_metrics(), config.get_name()),
+                metrics: QueueMetrics::new(config.metrics.as_ref(), &config.name),
+                retries: metrics::retries_metric(config.metrics.as_ref(), &config.name),
                 unfinished_loop: AtomicBool::new(false),
             }),
         }
