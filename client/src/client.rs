@@ -42,25 +42,28 @@ impl Client {
         // Retries are ours (client-go's Retry-After rules), not kube's.
         kube_config.default_retry = false;
         let url = kube_config.cluster_url.to_string();
-        match http::HeaderValue::from_str(config.get_user_agent()) {
-            Ok(ua) => kube_config.headers.push((http::header::USER_AGENT, ua)),
-            Err(_) => {
-                return Err(ConfigError::InvalidUrl {
-                    url,
-                    reason: format!("invalid user agent {:?}", config.get_user_agent()),
-                });
+        let user_agent = http::HeaderValue::from_str(config.user_agent()).map_err(|source| {
+            ConfigError::InvalidUserAgent {
+                user_agent: config.user_agent().to_owned(),
+                source,
             }
+        })?;
+        kube_config
+            .headers
+            .push((http::header::USER_AGENT, user_agent));
+        if config.qps() > 0.0 && config.burst() == 0 {
+            return Err(ConfigError::ZeroBurst { qps: config.qps() });
         }
         let builder = kube::client::ClientBuilder::try_from(kube_config)
             .map_err(|source| ConfigError::Client { url, source })?;
-        let kube = match ThrottleLayer::new(config.get_qps(), config.get_burst()) {
+        let kube = match ThrottleLayer::new(config.qps(), config.burst()) {
             Some(layer) => builder.with_layer(&layer).build(),
             None => builder.build(),
         };
         Ok(Self {
             kube,
             inner: Arc::new(Inner {
-                timeout: config.get_timeout(),
+                timeout: config.timeout(),
             }),
         })
     }

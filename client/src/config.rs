@@ -71,6 +71,25 @@ pub enum ConfigError {
         reason: String,
     },
 
+    /// The user agent cannot be sent as an HTTP header value (a control character, such as
+    /// a newline, or a non-visible byte).
+    #[error("invalid user agent {user_agent:?}")]
+    InvalidUserAgent {
+        /// The user agent given.
+        user_agent: String,
+        /// What `http` reported.
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+
+    /// Throttling is on (`qps > 0`) with a burst of 0, which would let no request through
+    /// (client-go's `NewForConfig` refuses it too).
+    #[error("burst must be greater than 0 when qps ({qps}) is greater than 0")]
+    ZeroBurst {
+        /// The configured QPS.
+        qps: f32,
+    },
+
     /// kube could not build a client (TLS material, proxy, auth plugin set-up).
     #[error("building a client for {url}")]
     Client {
@@ -84,6 +103,25 @@ pub enum ConfigError {
 
 /// Everything needed to build a [`Client`]: where the server is, how to authenticate (both
 /// through kube), and client-go's `rest.Config` knobs.
+///
+/// Settings are changed with by-value `with_*` setters and read back with getters of the
+/// same name without the prefix:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ferrokube_client::Config;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::infer()
+///     .await?
+///     .with_qps(50.0)
+///     .with_burst(100)
+///     .with_timeout(Duration::from_secs(30))
+///     .with_user_agent("my-controller/1.0");
+/// assert_eq!((config.qps(), config.burst()), (50.0, 100));
+/// let client = config.build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[doc(alias = "rest.Config")]
 pub struct Config {
@@ -220,38 +258,41 @@ impl Config {
         Ok(Self::from_kube(config))
     }
 
-    /// Queries per second allowed by the client-side token bucket; zero or negative disables
-    /// throttling.
+    /// Sets the queries per second allowed by the client-side token bucket (client-go's
+    /// `QPS`; default 5); zero or negative disables throttling.
     #[must_use]
-    pub fn qps(mut self, qps: f32) -> Self {
+    pub fn with_qps(mut self, qps: f32) -> Self {
         self.qps = qps;
         self
     }
 
-    /// Requests allowed in a burst above `qps`.
+    /// Sets how many requests may go at once above `qps` (client-go's `Burst`; default 10).
+    /// It must be at least 1 while throttling is on.
     #[must_use]
-    pub fn burst(mut self, burst: u32) -> Self {
+    pub fn with_burst(mut self, burst: u32) -> Self {
         self.burst = burst;
         self
     }
 
-    /// The default timeout of a request that is not a watch or a stream (none by default).
+    /// Sets the default timeout of a request that is not a watch or a stream (none by
+    /// default).
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// The `User-Agent` header sent with every request.
+    /// Sets the `User-Agent` header sent with every request (default
+    /// `ferrokube/VERSION (OS/ARCH)`); it must be a valid header value.
     #[must_use]
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
         self
     }
 
-    /// The namespace used when a request names none.
+    /// Sets the namespace used when a request names none.
     #[must_use]
-    pub fn default_namespace(mut self, namespace: impl Into<String>) -> Self {
+    pub fn with_default_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.kube.default_namespace = namespace.into();
         self
     }
@@ -261,24 +302,32 @@ impl Config {
         &self.kube.cluster_url
     }
 
-    /// The namespace from the kubeconfig context (or `default`).
-    pub fn namespace(&self) -> &str {
+    /// The namespace used when a request names none: the kubeconfig context's (or `default`).
+    pub fn default_namespace(&self) -> &str {
         &self.kube.default_namespace
     }
 
-    /// The configured QPS (zero or negative: unthrottled).
-    pub fn get_qps(&self) -> f32 {
+    /// The queries per second of the client-side token bucket (zero or negative: unthrottled).
+    #[doc(alias = "QPS")]
+    pub fn qps(&self) -> f32 {
         self.qps
     }
 
-    /// The configured burst.
-    pub fn get_burst(&self) -> u32 {
+    /// The token bucket's burst.
+    #[doc(alias = "Burst")]
+    pub fn burst(&self) -> u32 {
         self.burst
     }
 
     /// The default request timeout.
-    pub fn get_timeout(&self) -> Option<Duration> {
+    pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// The `User-Agent` header sent with every request.
+    #[doc(alias = "UserAgent")]
+    pub fn user_agent(&self) -> &str {
+        &self.user_agent
     }
 
     /// The underlying kube configuration (auth, TLS, proxy…).
@@ -291,12 +340,9 @@ impl Config {
         &mut self.kube
     }
 
-    /// The user agent.
-    pub fn get_user_agent(&self) -> &str {
-        &self.user_agent
-    }
-
-    /// Builds a [`Client`] (must be called inside a tokio runtime).
+    /// Builds a [`Client`] (must be called inside a tokio runtime); fails with
+    /// [`ConfigError::InvalidUserAgent`] or [`ConfigError::ZeroBurst`] for settings that
+    /// cannot be used, or [`ConfigError::Client`] if kube cannot build its client.
     pub fn build(&self) -> Result<Client, ConfigError> {
         Client::from_config(self)
     }
@@ -378,9 +424,15 @@ current-context: ctx1
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, GOOD);
         let config = Config::from_kubeconfig(&path, None).await.unwrap();
-        assert_eq!(config.namespace(), "team-a");
+        assert_eq!(config.default_namespace(), "team-a");
         assert_eq!(config.cluster_url().to_string(), "https://127.0.0.1:6443/");
-        assert_eq!((config.get_qps(), config.get_burst()), (5.0, 10));
+        assert_eq!((config.qps(), config.burst()), (5.0, 10));
+        assert_eq!(config.timeout(), None);
+        assert!(
+            config.user_agent().starts_with("ferrokube/"),
+            "{}",
+            config.user_agent()
+        );
     }
 
     #[tokio::test]
@@ -425,5 +477,52 @@ current-context: ctx1
         assert_eq!(only_master.cluster_url().port_u16(), Some(8080));
         let bad = Config::from_flags("not a url", "").await.unwrap_err();
         assert!(bad.to_string().contains("not a url"), "{bad}");
+    }
+
+    fn local() -> Config {
+        Config::from_kube(kube::Config::new(http::Uri::from_static(
+            "https://127.0.0.1:6443",
+        )))
+    }
+
+    #[tokio::test]
+    async fn invalid_user_agent_has_its_own_error() {
+        let err = local()
+            .with_user_agent("bad\nagent")
+            .build()
+            .err()
+            .expect("a newline cannot be sent in a header");
+        assert!(
+            matches!(&err, ConfigError::InvalidUserAgent { user_agent, .. } if user_agent == "bad\nagent"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), r#"invalid user agent "bad\nagent""#);
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(local().with_user_agent("my-controller/1.0").build().is_ok());
+    }
+
+    #[tokio::test]
+    async fn zero_burst_is_refused_while_throttling() {
+        let err = local().with_burst(0).build().err();
+        assert!(
+            matches!(err, Some(ConfigError::ZeroBurst { qps }) if qps == 5.0),
+            "{err:?}"
+        );
+        // Unthrottled, the burst does not matter.
+        assert!(local().with_qps(-1.0).with_burst(0).build().is_ok());
+    }
+
+    #[test]
+    fn setters_and_getters_pair_up() {
+        let config = local()
+            .with_qps(50.0)
+            .with_burst(100)
+            .with_timeout(Duration::from_secs(30))
+            .with_user_agent("ua")
+            .with_default_namespace("team-b");
+        assert_eq!((config.qps(), config.burst()), (50.0, 100));
+        assert_eq!(config.timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(config.user_agent(), "ua");
+        assert_eq!(config.default_namespace(), "team-b");
     }
 }

@@ -11,7 +11,7 @@
 //! use k8s_openapi::api::core::v1::Pod;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = Config::infer().await?.qps(50.0).burst(100).build()?;
+//! let client = Config::infer().await?.with_qps(50.0).with_burst(100).build()?;
 //! let pods = client.all::<Pod>().list(&ListOptions::default()).await?;
 //! println!("There are {} pods in the cluster", pods.items.len());
 //! # Ok(()) }

@@ -74,7 +74,7 @@ impl Mock {
     }
 
     fn config(&self) -> Config {
-        Config::from_kube(kube::Config::new(self.url.parse().unwrap())).qps(-1.0)
+        Config::from_kube(kube::Config::new(self.url.parse().unwrap())).with_qps(-1.0)
     }
 
     fn seen(&self) -> Vec<String> {
@@ -333,7 +333,7 @@ async fn unreachable_server_is_a_transport_error_naming_the_url() {
     drop(listener);
     let url = format!("http://127.0.0.1:{port}").parse().unwrap();
     let client = Config::from_kube(kube::Config::new(url))
-        .qps(-1.0)
+        .with_qps(-1.0)
         .build()
         .unwrap();
     let err = configmaps(&client).get("cm").await.unwrap_err();
@@ -373,7 +373,7 @@ async fn followed_log_streams_lines_until_the_server_closes() {
     // A client timeout shorter than the log: follow must not be cut by it.
     let client = mock
         .config()
-        .timeout(Duration::from_millis(100))
+        .with_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
     let pods = client.namespaced::<Pod>("ns");

@@ -141,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Config::infer().await?,
     };
     // Like client-go's benchmark program: no client-side throttling in the way.
-    let client = config.qps(-1.0).build()?;
+    let client = config.with_qps(-1.0).build()?;
     let objects = match args.resource.as_str() {
         "pods" => sync::<Pod>(client, &args).await?,
         _ => sync::<ConfigMap>(client, &args).await?,

@@ -66,7 +66,7 @@ impl Mock {
 
     fn client(&self, qps: f32) -> Client {
         Config::from_kube(kube::Config::new(self.url.parse().unwrap()))
-            .qps(qps)
+            .with_qps(qps)
             .build()
             .unwrap()
     }

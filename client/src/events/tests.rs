@@ -90,7 +90,7 @@ impl Mock {
 
     fn client(&self) -> Client {
         Config::from_kube(kube::Config::new(self.url.parse().unwrap()))
-            .qps(-1.0)
+            .with_qps(-1.0)
             .build()
             .unwrap()
     }
@@ -118,9 +118,9 @@ fn status(code: u16, reason: &str) -> (u16, String) {
 
 fn config() -> BroadcasterConfig {
     BroadcasterConfig::default()
-        .flush_interval(Duration::from_secs(3600))
-        .request_timeout(Duration::from_secs(5))
-        .retry(Backoff {
+        .with_flush_interval(Duration::from_secs(3600))
+        .with_request_timeout(Duration::from_secs(5))
+        .with_retry(Backoff {
             duration: Duration::from_millis(5),
             factor: 1.0,
             jitter: 0.0,
@@ -259,7 +259,7 @@ async fn the_periodic_flush_patches_without_being_asked() {
     let mock = Mock::start(echo).await;
     let broadcaster = EventBroadcaster::new(
         mock.client(),
-        config().flush_interval(Duration::from_millis(50)),
+        config().with_flush_interval(Duration::from_millis(50)),
     );
     let recorder = broadcaster.recorder("ctl", "ctl-0");
     recorder.event(
@@ -298,7 +298,7 @@ async fn server_errors_are_retried_then_given_up() {
         _ => echo(n, seen),
     })
     .await;
-    let broadcaster = EventBroadcaster::new(mock.client(), config().max_concurrent_writes(1));
+    let broadcaster = EventBroadcaster::new(mock.client(), config().with_max_concurrent_writes(1));
     let recorder = broadcaster.recorder("ctl", "ctl-0");
     recorder.event(
         &configmap(),
@@ -435,7 +435,7 @@ async fn recording_never_waits_for_the_server() {
     ))
     .build()
     .unwrap();
-    let broadcaster = EventBroadcaster::new(client, config().queue_capacity(4));
+    let broadcaster = EventBroadcaster::new(client, config().with_queue_capacity(4));
     let recorder = broadcaster.recorder("ctl", "ctl-0");
     let started = std::time::Instant::now();
     for i in 0..100 {

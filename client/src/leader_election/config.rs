@@ -82,39 +82,33 @@ impl LeaderElectionError {
 /// client-go's `LeaderElectionConfig` with a `LeaseLock`: which Lease, who we are, and the
 /// timings (client-go's defaults: 15 s / 10 s / 2 s).
 ///
+/// Built with [`new`](Self::new) (or `Default`) and by-value `with_*` setters; each setting
+/// is read back with the getter of the same name without the prefix.
+///
 /// ```
 /// use std::time::Duration;
 /// use ferrokube_client::leader_election::LeaderElectionConfig;
 ///
 /// let config = LeaderElectionConfig::new("kube-system", "my-controller", "pod-a")
-///     .lease_duration(Duration::from_secs(30))
-///     .renew_deadline(Duration::from_secs(20))
-///     .release_on_cancel(true);
+///     .with_lease_duration(Duration::from_secs(30))
+///     .with_renew_deadline(Duration::from_secs(20))
+///     .with_release_on_cancel(true);
 /// assert!(config.validate().is_ok());
+/// assert_eq!(config.retry_period(), Duration::from_secs(2));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 #[doc(alias = "LeaseLock")]
 pub struct LeaderElectionConfig {
-    /// Namespace of the Lease; empty means the client's default namespace.
-    pub lease_namespace: String,
-    /// Name of the Lease.
-    pub lease_name: String,
-    /// This candidate's identity, unique among the candidates (`holderIdentity`).
-    pub identity: String,
-    /// How long non-leaders wait, from the last change of the Lease *they observed*, before
-    /// they may take it over. Written to the Lease in whole seconds.
-    pub lease_duration: Duration,
-    /// How long the leader keeps retrying to renew before it gives up leadership.
-    pub renew_deadline: Duration,
-    /// Time between attempts to acquire or renew.
-    pub retry_period: Duration,
-    /// Clear `holderIdentity` when the run is cancelled, so that another candidate takes over
-    /// at once instead of waiting for the lease to expire. Only safe if the work guarded by
-    /// the lease has stopped before the run is cancelled.
-    pub release_on_cancel: bool,
-    /// A name for logs and the health check; defaults to `namespace/name` of the Lease.
-    pub name: String,
+    // Each field is documented on its getter; `pub(super)` for the elector.
+    pub(super) lease_namespace: String,
+    pub(super) lease_name: String,
+    pub(super) identity: String,
+    pub(super) lease_duration: Duration,
+    pub(super) renew_deadline: Duration,
+    pub(super) retry_period: Duration,
+    pub(super) release_on_cancel: bool,
+    pub(super) name: String,
 }
 
 impl Default for LeaderElectionConfig {
@@ -148,47 +142,91 @@ impl LeaderElectionConfig {
         }
     }
 
-    /// Sets the Lease's namespace and name.
-    pub fn lease(mut self, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    /// Sets the Lease's [namespace](Self::lease_namespace) and [name](Self::lease_name).
+    pub fn with_lease(mut self, namespace: impl Into<String>, name: impl Into<String>) -> Self {
         self.lease_namespace = namespace.into();
         self.lease_name = name.into();
         self
     }
 
-    /// Sets this candidate's identity.
-    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+    /// Sets this candidate's [identity](Self::identity).
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
         self.identity = identity.into();
         self
     }
 
-    /// Sets the lease duration.
-    pub fn lease_duration(mut self, duration: Duration) -> Self {
+    /// Sets the [lease duration](Self::lease_duration) (default 15 s).
+    pub fn with_lease_duration(mut self, duration: Duration) -> Self {
         self.lease_duration = duration;
         self
     }
 
-    /// Sets the renew deadline.
-    pub fn renew_deadline(mut self, deadline: Duration) -> Self {
+    /// Sets the [renew deadline](Self::renew_deadline) (default 10 s).
+    pub fn with_renew_deadline(mut self, deadline: Duration) -> Self {
         self.renew_deadline = deadline;
         self
     }
 
-    /// Sets the retry period.
-    pub fn retry_period(mut self, period: Duration) -> Self {
+    /// Sets the [retry period](Self::retry_period) (default 2 s).
+    pub fn with_retry_period(mut self, period: Duration) -> Self {
         self.retry_period = period;
         self
     }
 
-    /// Sets whether the lease is released when the run is cancelled.
-    pub fn release_on_cancel(mut self, release: bool) -> Self {
+    /// Sets whether the lease is [released when the run is cancelled](Self::release_on_cancel)
+    /// (default no).
+    pub fn with_release_on_cancel(mut self, release: bool) -> Self {
         self.release_on_cancel = release;
         self
     }
 
-    /// Sets the name used in logs and the health check.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    /// Sets the [name](Self::name) used in logs and the health check.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Namespace of the Lease; empty means the client's default namespace.
+    pub fn lease_namespace(&self) -> &str {
+        &self.lease_namespace
+    }
+
+    /// Name of the Lease.
+    pub fn lease_name(&self) -> &str {
+        &self.lease_name
+    }
+
+    /// This candidate's identity, unique among the candidates (`holderIdentity`).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// How long non-leaders wait, from the last change of the Lease *they observed*, before
+    /// they may take it over. Written to the Lease in whole seconds.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease_duration
+    }
+
+    /// How long the leader keeps retrying to renew before it gives up leadership.
+    pub fn renew_deadline(&self) -> Duration {
+        self.renew_deadline
+    }
+
+    /// Time between attempts to acquire or renew.
+    pub fn retry_period(&self) -> Duration {
+        self.retry_period
+    }
+
+    /// Clear `holderIdentity` when the run is cancelled, so that another candidate takes over
+    /// at once instead of waiting for the lease to expire. Only safe if the work guarded by
+    /// the lease has stopped before the run is cancelled.
+    pub fn release_on_cancel(&self) -> bool {
+        self.release_on_cancel
+    }
+
+    /// A name for logs and the health check; defaults to `namespace/name` of the Lease.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Checks the configuration as client-go's `NewLeaderElector` does: every duration
@@ -264,19 +302,19 @@ mod tests {
     fn zero_durations_are_named() {
         let field = |c: LeaderElectionConfig| c.validate().err().and_then(|e| e.field());
         assert_eq!(
-            field(valid().lease_duration(Duration::ZERO)),
+            field(valid().with_lease_duration(Duration::ZERO)),
             Some("lease_duration")
         );
         assert_eq!(
-            field(valid().renew_deadline(Duration::ZERO)),
+            field(valid().with_renew_deadline(Duration::ZERO)),
             Some("renew_deadline")
         );
         assert_eq!(
-            field(valid().retry_period(Duration::ZERO)),
+            field(valid().with_retry_period(Duration::ZERO)),
             Some("retry_period")
         );
         let text = valid()
-            .retry_period(Duration::ZERO)
+            .with_retry_period(Duration::ZERO)
             .validate()
             .err()
             .map(|e| e.to_string());
@@ -289,7 +327,7 @@ mod tests {
     #[test]
     fn lease_duration_must_exceed_renew_deadline() {
         let err = valid()
-            .lease_duration(Duration::from_secs(10))
+            .with_lease_duration(Duration::from_secs(10))
             .validate()
             .err();
         assert_eq!(
@@ -300,7 +338,7 @@ mod tests {
             })
         );
         assert_eq!(err.and_then(|e| e.field()), Some("lease_duration"));
-        let ok = valid().lease_duration(Duration::from_millis(10_001));
+        let ok = valid().with_lease_duration(Duration::from_millis(10_001));
         assert_eq!(ok.validate(), Ok(()));
     }
 
@@ -308,9 +346,9 @@ mod tests {
     fn renew_deadline_must_exceed_jittered_retry_period() {
         // 1.2 × 2 s = 2.4 s exactly: not greater, as in client-go.
         let c = valid()
-            .lease_duration(Duration::from_secs(3))
-            .renew_deadline(Duration::from_millis(2400))
-            .retry_period(Duration::from_secs(2));
+            .with_lease_duration(Duration::from_secs(3))
+            .with_renew_deadline(Duration::from_millis(2400))
+            .with_retry_period(Duration::from_secs(2));
         let err = c.validate().err();
         assert!(
             matches!(
@@ -320,35 +358,35 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.and_then(|e| e.field()), Some("renew_deadline"));
-        let c = c.renew_deadline(Duration::from_millis(2400) + Duration::from_nanos(1));
+        let c = c.with_renew_deadline(Duration::from_millis(2400) + Duration::from_nanos(1));
         assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
     fn identity_and_lease_name_are_required() {
-        let err = valid().identity("").validate().err();
+        let err = valid().with_identity("").validate().err();
         assert_eq!(err, Some(LeaderElectionError::Empty { field: "identity" }));
         assert_eq!(
             err.map(|e| e.to_string()).as_deref(),
             Some("identity must not be empty")
         );
-        let err = valid().lease("ns", "").validate().err();
+        let err = valid().with_lease("ns", "").validate().err();
         assert_eq!(err.and_then(|e| e.field()), Some("lease_name"));
         // An empty namespace means the client's default one.
-        assert_eq!(valid().lease("", "lease").validate(), Ok(()));
+        assert_eq!(valid().with_lease("", "lease").validate(), Ok(()));
     }
 
     #[test]
     fn lease_duration_is_whole_seconds() {
         let c = valid()
-            .lease_duration(Duration::from_millis(900))
-            .renew_deadline(Duration::from_millis(600))
-            .retry_period(Duration::from_millis(100));
+            .with_lease_duration(Duration::from_millis(900))
+            .with_renew_deadline(Duration::from_millis(600))
+            .with_retry_period(Duration::from_millis(100));
         assert_eq!(
             c.validate().err().and_then(|e| e.field()),
             Some("lease_duration")
         );
-        let c = c.lease_duration(Duration::from_millis(3500));
+        let c = c.with_lease_duration(Duration::from_millis(3500));
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.lease_duration_seconds(), 3);
     }

@@ -18,7 +18,7 @@
 //! # async fn controller(_: CancellationToken) {}
 //! # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = LeaderElectionConfig::new("kube-system", "my-controller", "pod-a")
-//!     .release_on_cancel(true);
+//!     .with_release_on_cancel(true);
 //! let elector = LeaderElector::new(client, config)?;
 //! let shutdown = CancellationToken::new();
 //! let mut events = elector.run(shutdown.clone());
@@ -139,7 +139,7 @@ impl fmt::Debug for LeaderElector {
         f.debug_struct("LeaderElector")
             .field("lease", &self.inner.describe)
             .field("identity", &self.inner.config.identity)
-            .field("leader", &self.get_leader())
+            .field("leader", &self.leader())
             .field("is_leader", &self.is_leader())
             .finish_non_exhaustive()
     }
@@ -214,7 +214,7 @@ impl LeaderElector {
 
     /// The holder of the Lease as last observed, if any (client-go's `GetLeader`).
     #[doc(alias = "GetLeader")]
-    pub fn get_leader(&self) -> Option<String> {
+    pub fn leader(&self) -> Option<String> {
         let state = self.inner.state.lock();
         state
             .observation

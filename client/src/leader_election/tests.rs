@@ -28,9 +28,9 @@ fn takeover_bound() -> Duration {
 
 fn config(identity: &str) -> LeaderElectionConfig {
     LeaderElectionConfig::new("default", "lease", identity)
-        .lease_duration(LEASE)
-        .renew_deadline(RENEW)
-        .retry_period(RETRY)
+        .with_lease_duration(LEASE)
+        .with_renew_deadline(RENEW)
+        .with_retry_period(RETRY)
 }
 
 struct Candidate {
@@ -132,7 +132,7 @@ async fn first_candidate_creates_the_lease_and_renews_it_on_the_fast_path() {
     let server = FakeLeases::default();
     let a = Candidate::start(&server, config("a"));
     assert!(within(RETRY, || a.elector.is_leader()).await.is_some());
-    assert_eq!(a.elector.get_leader().as_deref(), Some("a"));
+    assert_eq!(a.elector.leader().as_deref(), Some("a"));
     assert_eq!(a.new_leaders(), ["a"]);
     assert!(a.leading_token().is_some_and(|t| !t.is_cancelled()));
 
@@ -177,7 +177,7 @@ async fn a_candidate_takes_over_only_after_the_lease_expires_by_its_own_clock() 
         !b.elector.is_leader(),
         "b took a lease that a kept renewing"
     );
-    assert_eq!(b.elector.get_leader().as_deref(), Some("a"));
+    assert_eq!(b.elector.leader().as_deref(), Some("a"));
 
     // a stops renewing without releasing: b waits for the lease to expire.
     a.cancel.cancel();
@@ -210,7 +210,7 @@ async fn a_candidate_takes_over_only_after_the_lease_expires_by_its_own_clock() 
 #[tokio::test(start_paused = true)]
 async fn release_on_cancel_hands_over_within_a_retry_period() {
     let server = FakeLeases::default();
-    let a = Candidate::start(&server, config("a").release_on_cancel(true));
+    let a = Candidate::start(&server, config("a").with_release_on_cancel(true));
     assert!(within(RETRY, || a.elector.is_leader()).await.is_some());
     let b = Candidate::start(&server, config("b"));
     let two = watch_for_two_leaders(&a.elector, &b.elector);
@@ -223,7 +223,7 @@ async fn release_on_cancel_hands_over_within_a_retry_period() {
     assert_eq!(released.holder_identity.as_deref(), Some(""));
     assert_eq!(released.lease_duration_seconds, Some(1));
     assert_eq!(released.lease_transitions, Some(0));
-    assert_eq!(a.elector.get_leader(), None);
+    assert_eq!(a.elector.leader(), None);
 
     let took = within(Duration::from_secs(5), || b.elector.is_leader()).await;
     let took = took.unwrap_or_else(|| panic!("b never took over"));
@@ -363,7 +363,7 @@ async fn a_leader_that_sees_another_holder_stops_leading() {
         Some(StopReason::LeaseTaken { holder })
     );
     assert!(!a.elector.is_leader());
-    assert_eq!(a.elector.get_leader().as_deref(), Some("go-replica"));
+    assert_eq!(a.elector.leader().as_deref(), Some("go-replica"));
     assert_eq!(a.elector.check(Duration::ZERO), Ok(()));
 }
 
@@ -372,7 +372,7 @@ async fn a_run_cancelled_before_leading_reports_nothing_but_leaders() {
     let server = FakeLeases::default();
     let a = Candidate::start(&server, config("a"));
     assert!(within(RETRY, || a.elector.is_leader()).await.is_some());
-    let b = Candidate::start(&server, config("b").release_on_cancel(true));
+    let b = Candidate::start(&server, config("b").with_release_on_cancel(true));
     tokio::time::sleep(Duration::from_secs(1)).await;
     b.cancel.cancel();
     assert!(
@@ -433,12 +433,12 @@ async fn invalid_configurations_are_refused_and_the_namespace_defaults() {
     let (client, _) = server.client();
     let err = LeaderElector::new(client.clone(), config("")).err();
     assert_eq!(err.and_then(|e| e.field()), Some("identity"));
-    let elector = LeaderElector::new(client, config("a").lease("", "lease"));
+    let elector = LeaderElector::new(client, config("a").with_lease("", "lease"));
     let elector = elector.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(elector.config().lease_namespace, "default");
+    assert_eq!(elector.config().lease_namespace(), "default");
     assert_eq!(elector.config().name, "default/lease");
     assert!(!elector.is_leader());
-    assert_eq!(elector.get_leader(), None);
+    assert_eq!(elector.leader(), None);
 
     let healthz = HealthzAdaptor::new(Duration::from_secs(1));
     healthz.set_leader_election(&elector);

@@ -38,7 +38,7 @@ async fn configmap(ctx: &Context, name: &str) -> anyhow::Result<ConfigMap> {
 fn broadcaster(ctx: &Context) -> EventBroadcaster {
     let client = Client::from_kube(ctx.client.clone());
     // A flush period longer than any test: only `flush()` writes series updates.
-    let config = BroadcasterConfig::default().flush_interval(Duration::from_secs(3600));
+    let config = BroadcasterConfig::default().with_flush_interval(Duration::from_secs(3600));
     EventBroadcaster::new(client, config)
 }
 
@@ -224,15 +224,15 @@ async fn never_blocks(ctx: Context) -> anyhow::Result<()> {
         .port();
     let url = format!("http://127.0.0.1:{port}").parse()?;
     let client = Client::from_kube(kube::Client::try_from(kube::Config::new(url))?);
-    let config = BroadcasterConfig::default().queue_capacity(10).retry(
-        ferrokube_runtime::client::retry::Backoff {
+    let config = BroadcasterConfig::default()
+        .with_queue_capacity(10)
+        .with_retry(ferrokube_runtime::client::retry::Backoff {
             duration: Duration::from_millis(10),
             factor: 1.0,
             jitter: 0.0,
             steps: 2,
             cap: Duration::from_millis(10),
-        },
-    );
+        });
     let broadcaster = EventBroadcaster::new(client, config);
     let recorder = broadcaster.recorder(CONTROLLER, INSTANCE);
 

@@ -72,9 +72,9 @@ fn takeover_floor() -> Duration {
 
 fn config(ns: &str, identity: &str) -> LeaderElectionConfig {
     LeaderElectionConfig::new(ns, "lease", identity)
-        .lease_duration(LEASE)
-        .renew_deadline(RENEW)
-        .retry_period(RETRY)
+        .with_lease_duration(LEASE)
+        .with_renew_deadline(RENEW)
+        .with_retry_period(RETRY)
 }
 
 type Events = Arc<Mutex<Vec<(Instant, LeaderEvent)>>>;
@@ -208,9 +208,9 @@ async fn takeover_after_expiry(ctx: Context) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     ensure!(
-        b.elector.get_leader().as_deref() == Some("a"),
+        b.elector.leader().as_deref() == Some("a"),
         "b sees {:?}",
-        b.elector.get_leader()
+        b.elector.leader()
     );
     ensure!(
         transitions(client, ns).await? == 0,
@@ -260,7 +260,7 @@ async fn takeover_after_expiry(ctx: Context) -> anyhow::Result<()> {
 
 async fn release_hands_over(ctx: Context) -> anyhow::Result<()> {
     let (client, ns) = (&ctx.client, ctx.namespace.as_str());
-    let a = Candidate::start(client, config(ns, "a").release_on_cancel(true))?;
+    let a = Candidate::start(client, config(ns, "a").with_release_on_cancel(true))?;
     within("a leads", Duration::from_secs(5), || a.elector.is_leader()).await?;
     let b = Candidate::start(client, config(ns, "b"))?;
     let two = TwoLeaders::watch(&a.elector, &b.elector);
@@ -277,10 +277,7 @@ async fn release_hands_over(ctx: Context) -> anyhow::Result<()> {
         matches!(stopped, Some((_, StopReason::Cancelled))),
         "a: {stopped:?}"
     );
-    ensure!(
-        a.elector.get_leader().is_none(),
-        "a did not see its release"
-    );
+    ensure!(a.elector.leader().is_none(), "a did not see its release");
     ensure!(
         transitions(client, ns).await? == 1,
         "a release is not a transition; b's takeover is"
@@ -300,7 +297,7 @@ async fn frozen_leader(ctx: Context) -> anyhow::Result<()> {
             .enable_all()
             .build()?,
     ));
-    let config_a = config(ns, "a").release_on_cancel(true);
+    let config_a = config(ns, "a").with_release_on_cancel(true);
     let (elector_a, events_a) = frozen
         .handle()?
         .spawn(async move {
@@ -426,7 +423,7 @@ async fn partitioned_leader(ctx: Context) -> anyhow::Result<()> {
 
 async fn lease_fields(ctx: Context) -> anyhow::Result<()> {
     let (client, ns) = (&ctx.client, ctx.namespace.as_str());
-    let a = Candidate::start(client, config(ns, "a").release_on_cancel(true))?;
+    let a = Candidate::start(client, config(ns, "a").with_release_on_cancel(true))?;
     within("a leads", Duration::from_secs(5), || a.elector.is_leader()).await?;
     let first = raw_lease(client, ns).await?;
     let spec = &first["spec"];
@@ -470,7 +467,7 @@ async fn lease_fields(ctx: Context) -> anyhow::Result<()> {
 
     a.cancel.cancel();
     within("a stops", Duration::from_secs(5), || {
-        a.elector.get_leader().is_none()
+        a.elector.leader().is_none()
     })
     .await?;
     let released = raw_lease(client, ns).await?;
