@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use crate::decode::frame::{Parsed, parse_frame};
 use crate::decode::{DecodeError, Decoder, ParallelDecoder, split_frame};
 
-/// Why a list or watch failed.
+/// Why a list or watch failed; what the reflector reports to its
+/// [`WatchErrorHandler`](crate::reflector::WatchErrorHandler).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ListWatchError {
     /// The request failed (transport, or a failure `Status` from the server).
     #[error("{0}")]
     Client(#[source] ferrokube_client::Error),
@@ -43,7 +44,7 @@ pub enum Error {
     Stalled(Duration),
 }
 
-impl Error {
+impl ListWatchError {
     /// 410 Gone / `Expired` / "too old resource version": the server no longer has the
     /// resourceVersion asked for (client-go's `isExpiredError`).
     pub fn is_expired(&self) -> bool {
@@ -115,7 +116,7 @@ impl Error {
     }
 }
 
-impl From<ferrokube_client::Error> for Error {
+impl From<ferrokube_client::Error> for ListWatchError {
     fn from(e: ferrokube_client::Error) -> Self {
         Self::Client(e)
     }
@@ -225,7 +226,10 @@ where
 
     /// One list call (one page when `options.limit` is set), decoded while it streams in (on
     /// the runtime's worker threads when it is large: see [`decode`](crate::decode)).
-    pub async fn list(&self, options: ListOptions) -> Result<(ListMeta, Vec<Arc<K>>), Error> {
+    pub async fn list(
+        &self,
+        options: ListOptions,
+    ) -> Result<(ListMeta, Vec<Arc<K>>), ListWatchError> {
         let request = self
             .api
             .request(Method::GET)
@@ -241,7 +245,7 @@ where
         let decode_error = |source| decode_error(&url, source);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|source| {
-                Error::Client(ferrokube_client::Error::Body {
+                ListWatchError::Client(ferrokube_client::Error::Body {
                     verb: Method::GET,
                     url: url.clone(),
                     source,
@@ -259,7 +263,8 @@ where
     pub async fn watch(
         &self,
         options: ListOptions,
-    ) -> Result<impl Stream<Item = Result<Event<K>, Error>> + Send + use<K>, Error> {
+    ) -> Result<impl Stream<Item = Result<Event<K>, ListWatchError>> + Send + use<K>, ListWatchError>
+    {
         let request = self
             .api
             .request(Method::GET)
@@ -277,7 +282,7 @@ where
                 None
             } else {
                 let event = line
-                    .map_err(Error::Client)
+                    .map_err(ListWatchError::Client)
                     .and_then(|line| decode_event(&decoder, &line, &url));
                 *ended = event.is_err();
                 Some(event)
@@ -291,7 +296,7 @@ fn decode_event<K: DeserializeOwned>(
     decoder: &Decoder<K>,
     line: &Bytes,
     url: &str,
-) -> Result<Event<K>, Error> {
+) -> Result<Event<K>, ListWatchError> {
     match parse_frame(decoder, line) {
         Ok(Parsed::Object(kind, object)) => Ok(object_event(kind.as_bytes(), Arc::new(object))),
         Ok(Parsed::Other(kind, object)) => other_event(kind.as_bytes(), object, url),
@@ -304,7 +309,7 @@ fn decode_event_slowly<K: DeserializeOwned>(
     decoder: &Decoder<K>,
     line: &Bytes,
     url: &str,
-) -> Result<Event<K>, Error> {
+) -> Result<Event<K>, ListWatchError> {
     let decode_error = |source| decode_error(url, source);
     let frame = split_frame(line).map_err(decode_error)?;
     match frame.kind {
@@ -329,7 +334,7 @@ fn object_event<K>(kind: &[u8], object: Arc<K>) -> Event<K> {
 }
 
 /// A `BOOKMARK`, an `ERROR` (returned as the error), or an unknown type.
-fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Error> {
+fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, ListWatchError> {
     let decode_error = |source| decode_error(url, source);
     let serde_error = |what: &'static str| {
         move |source| {
@@ -355,7 +360,7 @@ fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Err
         }
         b"ERROR" => {
             let status: Status = serde_json::from_slice(object).map_err(serde_error("ERROR"))?;
-            Err(Error::WatchStatus(Box::new(status)))
+            Err(ListWatchError::WatchStatus(Box::new(status)))
         }
         other => Err(decode_error(DecodeError::Malformed(format!(
             "unknown watch event type {:?}",
@@ -365,8 +370,8 @@ fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Err
 }
 
 /// What the server sent to `url` could not be decoded.
-fn decode_error(url: &str, source: DecodeError) -> Error {
-    Error::Decode {
+fn decode_error(url: &str, source: DecodeError) -> ListWatchError {
+    ListWatchError::Decode {
         url: url.to_owned(),
         source,
     }
@@ -377,12 +382,12 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
 
-    fn event(line: &str) -> Result<Event<ConfigMap>, Error> {
+    fn event(line: &str) -> Result<Event<ConfigMap>, ListWatchError> {
         let decoder = Decoder::new(true, None);
         decode_event(&decoder, &Bytes::copy_from_slice(line.as_bytes()), "/watch")
     }
 
-    fn name(event: Result<Event<ConfigMap>, Error>) -> (String, String) {
+    fn name(event: Result<Event<ConfigMap>, ListWatchError>) -> (String, String) {
         match event.unwrap() {
             Event::Added(o) => ("ADDED".into(), o.metadata.name.clone().unwrap()),
             Event::Modified(o) => ("MODIFIED".into(), o.metadata.name.clone().unwrap()),
@@ -419,7 +424,7 @@ mod tests {
         assert!(event(gone).unwrap_err().is_expired());
     }
 
-    fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str)]) -> Error {
+    fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str)]) -> ListWatchError {
         let causes: Vec<_> = causes
             .iter()
             .map(|(reason, message)| serde_json::json!({"reason": reason, "message": message}))
@@ -428,7 +433,7 @@ mod tests {
             "kind": "Status", "code": code, "reason": reason, "message": message,
             "details": {"causes": causes},
         });
-        Error::WatchStatus(Box::new(serde_json::from_value(status).unwrap()))
+        ListWatchError::WatchStatus(Box::new(serde_json::from_value(status).unwrap()))
     }
 
     #[test]
@@ -486,7 +491,7 @@ mod tests {
             r#"{"type":"ADDED","object":{"#,
         ] {
             assert!(
-                matches!(event(garbage), Err(Error::Decode { .. })),
+                matches!(event(garbage), Err(ListWatchError::Decode { .. })),
                 "{garbage}"
             );
         }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::BackoffManager;
 use crate::key::object_key;
-use crate::list_watch::{Error, Event, ListWatch};
+use crate::list_watch::{Event, ListWatch, ListWatchError};
 
 /// Where a reflector puts what it lists and watches (client-go's `ReflectorStore`).
 pub trait Sink<K>: Send + Sync {
@@ -32,7 +32,7 @@ pub trait Sink<K>: Send + Sync {
 }
 
 /// Called with every list or watch failure (client-go's `WatchErrorHandler`).
-pub type WatchErrorHandler = Arc<dyn Fn(&Error) + Send + Sync>;
+pub type WatchErrorHandler = Arc<dyn Fn(&ListWatchError) + Send + Sync>;
 
 /// How the initial list is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -118,7 +118,7 @@ enum WatchEnd {
     /// Nothing arrived for this long.
     Stalled(Duration),
     /// An `ERROR` event, or a frame that could not be read or decoded.
-    Failed(Error),
+    Failed(ListWatchError),
 }
 
 /// What the reflector does after a watch ends.
@@ -205,7 +205,7 @@ where
         }))
     }
 
-    fn report(&self, error: &Error) {
+    fn report(&self, error: &ListWatchError) {
         match &self.config.watch_error_handler {
             Some(handler) => handler(error),
             None => tracing::warn!(reflector = %self.name, error = %error, "list/watch failed"),
@@ -235,7 +235,7 @@ where
 
     /// The initial list, paged or streaming; a streaming list returns its watch, which goes
     /// on as the first watch.
-    async fn list(&mut self) -> Result<Option<OpenWatch<K>>, Error> {
+    async fn list(&mut self) -> Result<Option<OpenWatch<K>>, ListWatchError> {
         if self.config.initial_list == InitialList::Streaming
             && let Some(watch) = self.streaming_list_with_retries().await
         {
@@ -318,7 +318,7 @@ where
         }
     }
 
-    async fn open_watch(&self) -> Result<OpenWatch<K>, Error> {
+    async fn open_watch(&self) -> Result<OpenWatch<K>, ListWatchError> {
         let rv = self.last_sync.lock().clone();
         let timeout = self.watch_timeout();
         let options = ListOptions::default()
@@ -337,11 +337,11 @@ where
     fn next_after(&self, end: WatchEnd, opened: Instant) -> Next {
         let error = match end {
             WatchEnd::Closed { events: 0 } if opened.elapsed() < VERY_SHORT_WATCH => {
-                Error::VeryShortWatch(opened.elapsed())
+                ListWatchError::VeryShortWatch(opened.elapsed())
             }
             WatchEnd::Closed { .. } => return Next::Watch,
             WatchEnd::Stalled(after) => {
-                self.report(&Error::Stalled(after));
+                self.report(&ListWatchError::Stalled(after));
                 return Next::BackOffAndWatch;
             }
             WatchEnd::Failed(e) if retry_watch(&e) => {
@@ -361,7 +361,7 @@ where
 
     /// Pages through the list (falling back to one full list if a continue token expires)
     /// and replaces the sink's contents.
-    async fn paged_list(&self, relist_rv: &str) -> Result<(), Error> {
+    async fn paged_list(&self, relist_rv: &str) -> Result<(), ListWatchError> {
         let first = ListOptions::default().limit(self.config.page_size).at(
             relist_rv,
             (!relist_rv.is_empty() && relist_rv != "0")
@@ -397,7 +397,10 @@ where
     }
 
     /// A streaming list; returns the watch to go on with, or `None` if the server refused.
-    async fn streaming_list(&self, relist_rv: &str) -> Result<Option<OpenWatch<K>>, Error> {
+    async fn streaming_list(
+        &self,
+        relist_rv: &str,
+    ) -> Result<Option<OpenWatch<K>>, ListWatchError> {
         let timeout = self.watch_timeout();
         let rv = if relist_rv == "0" { "" } else { relist_rv };
         let mut options = ListOptions::default()
@@ -471,12 +474,12 @@ where
     }
 }
 
-type WatchStream<K> = futures::stream::BoxStream<'static, Result<Event<K>, Error>>;
+type WatchStream<K> = futures::stream::BoxStream<'static, Result<Event<K>, ListWatchError>>;
 
 /// client-go's `isWatchErrorRetriable`, and a 429 in a watch: the server could not be
 /// reached (or the connection broke) or is busy; the cache is still good, so the reflector
 /// backs off and watches again from the last resourceVersion rather than listing.
-fn retry_watch(e: &Error) -> bool {
+fn retry_watch(e: &ListWatchError) -> bool {
     e.is_too_many_requests() || e.is_transport()
 }
 
@@ -524,7 +527,7 @@ impl<K: kube::Resource> InitialEvents<K> {
 }
 
 /// A server without streaming lists rejects `sendInitialEvents` as invalid (or forbidden).
-fn refused_streaming(e: &Error) -> bool {
+fn refused_streaming(e: &ListWatchError) -> bool {
     e.status()
         .is_some_and(|s| matches!(s.code, 400 | 403 | 422) || s.reason == "Invalid")
 }
@@ -729,7 +732,8 @@ mod tests {
         let sink = Arc::new(Recorder::default());
         let errors = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&errors);
-        let handler: WatchErrorHandler = Arc::new(move |e: &Error| log.lock().push(e.to_string()));
+        let handler: WatchErrorHandler =
+            Arc::new(move |e: &ListWatchError| log.lock().push(e.to_string()));
         let config = ReflectorConfig {
             initial_list,
             watch_error_handler: Some(handler),
