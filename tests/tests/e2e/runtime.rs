@@ -47,6 +47,10 @@ pub fn tests() -> Vec<Test> {
         Test::new("runtime::field_index_serves_a_list", field_index),
         Test::new("runtime::dynamic_objects_are_reconciled", dynamic_objects),
         Test::new("runtime::metadata_only_watches_keep_no_data", metadata_only),
+        Test::new(
+            "runtime::cache_scoping_selectors_transforms_compact",
+            cache_scoping,
+        ),
     ]
 }
 
@@ -689,5 +693,65 @@ async fn metadata_only(ctx: TestContext) -> anyhow::Result<()> {
         "{}",
         informer.resource()
     );
+    stop(shutdown, task).await
+}
+
+async fn cache_scoping(ctx: TestContext) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    gadgets::install(&client).await?;
+    let ns = ctx.namespace.clone();
+    let cms = client.namespaced::<ConfigMap>(&ns);
+    for (name, app) in [("web-1", "web"), ("web-2", "web"), ("db-1", "db")] {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.metadata.labels = Some(BTreeMap::from([("app".into(), app.into())]));
+        cms.create(&cm, &WriteOptions::default()).await?;
+    }
+    create_gadgets(&client, &ns, [("shiny".to_owned(), "")]).await?;
+    let manager = Manager::from_client(
+        client.clone(),
+        ManagerOptions::default().bind_address(None).cache(
+            CacheOptions::default()
+                .namespaces([ns.clone()])
+                .by_object(
+                    ByObject::<ConfigMap>::new()
+                        .label_selector("app=web")
+                        .compact(),
+                )
+                .by_object(ByObject::<Gadget>::new().transform(|mut g: Gadget| {
+                    g.spec.mode = "transformed".into();
+                    g
+                })),
+        ),
+    );
+    let (shutdown, task) = start(&manager);
+    eventually("the cache to start", Duration::from_secs(10), || {
+        let cache = manager.cache();
+        async move { cache.is_started().then_some(()) }
+    })
+    .await?;
+    let reader = manager.client();
+    let mut web: Vec<String> = reader
+        .list::<ConfigMap>(&ListParams::default().namespace(ns.clone()))
+        .await?
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    web.sort();
+    ensure!(
+        web == ["web-1", "web-2"],
+        "the label selector let through {web:?}"
+    );
+    ensure!(
+        reader.get::<ConfigMap>(Some(&ns), "db-1").await?.is_none(),
+        "db-1 is outside the selector"
+    );
+    let g = reader
+        .get::<Gadget>(Some(&ns), "shiny")
+        .await?
+        .context("shiny is not cached")?;
+    ensure!(g.spec.mode == "transformed", "the transform did not run");
+    let other = reader.get::<ConfigMap>(Some("default"), "anything").await;
+    ensure!(other.is_err(), "a namespace outside the cache was readable");
     stop(shutdown, task).await
 }

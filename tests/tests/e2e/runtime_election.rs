@@ -22,10 +22,13 @@ const RENEW: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_millis(500);
 
 pub fn tests() -> Vec<Test> {
-    vec![Test::new(
-        "runtime::leader_election_one_leader_warm_standby_failover",
-        failover,
-    )]
+    vec![
+        Test::new(
+            "runtime::leader_election_one_leader_warm_standby_failover",
+            failover,
+        ),
+        Test::new("runtime::losing_the_lease_stops_the_manager", lease_lost),
+    ]
 }
 
 fn options(ns: &str, identity: &str) -> ManagerOptions {
@@ -181,5 +184,69 @@ async fn failover(ctx: TestContext) -> anyhow::Result<()> {
         .await
         .context("manager B's task")?
         .context("manager B")?;
+    Ok(())
+}
+
+/// Another holder takes the Lease: the manager stops its controller at once and `start`
+/// returns `LeaderElectionLost`.
+async fn lease_lost(ctx: TestContext) -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = Client::from_kube(ctx.client.clone());
+    gadgets::install(&client).await?;
+    let ns = ctx.namespace.clone();
+    let api = client.namespaced::<Gadget>(&ns);
+    api.create(&gadgets::gadget(&ns, "watched", 1, ""), &Default::default())
+        .await?;
+    let manager = Manager::from_client(client.clone(), options(&ns, "victim"));
+    let reconciler = GadgetReconciler::new(manager.client(), "victim");
+    let log = Arc::clone(&reconciler.log);
+    Builder::new(&manager)
+        .for_::<Gadget>()
+        .complete(reconciler)?;
+    let task = {
+        let m = manager.clone();
+        tokio::spawn(async move { m.start(CancellationToken::new()).await })
+    };
+    eventually("the first reconcile", Duration::from_secs(30), || {
+        let log = &log;
+        async move { (!log.lock().is_empty()).then_some(()) }
+    })
+    .await?;
+    // A thief overwrites the Lease (as if it had expired for another candidate).
+    let leases = client.namespaced::<Lease>(&ns);
+    let patch = serde_json::json!({"spec": {
+        "holderIdentity": "thief",
+        "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now()),
+    }});
+    leases
+        .patch(
+            "runtime-failover",
+            &ferrokube_runtime::client::Patch::Merge(patch),
+            &Default::default(),
+        )
+        .await?;
+    let stolen = Instant::now();
+    let outcome = tokio::time::timeout(RENEW + RETRY * 4, task)
+        .await
+        .context("the manager kept running after losing its Lease")??;
+    match outcome {
+        Err(ferrokube_runtime::manager::Error::LeaderElectionLost { .. }) => {}
+        other => anyhow::bail!("expected LeaderElectionLost, got {other:?}"),
+    }
+    ensure!(!manager.is_leader());
+    let after = log.lock().iter().filter(|(_, t, _)| *t > stolen).count();
+    // A reconcile may have been running when the lease went; none may start after the end.
+    let ended = Instant::now();
+    api.patch(
+        "watched",
+        &ferrokube_runtime::client::Patch::Merge(serde_json::json!({"spec": {"size": 7}})),
+        &Default::default(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        log.lock().iter().all(|(_, t, _)| *t < ended),
+        "reconciled after the manager stopped ({after} reconciles after the theft)"
+    );
     Ok(())
 }
