@@ -46,25 +46,26 @@ pub enum InitialList {
 }
 
 /// Reflector settings; defaults follow client-go.
+///
+/// ```
+/// use std::time::Duration;
+/// use ferrokube_informer::reflector::{InitialList, ReflectorConfig};
+///
+/// let config = ReflectorConfig::default()
+///     .initial_list(InitialList::Streaming)
+///     .resync_period(Some(Duration::from_secs(600)));
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct ReflectorConfig {
-    /// How the initial list is made.
-    pub initial_list: InitialList,
-    /// Page size of paged lists (client-go: 500).
-    pub page_size: i64,
-    /// Resync period (`None`: never); the sink re-delivers its contents.
-    pub resync_period: Option<Duration>,
-    /// Asked before each resync; `false` skips it (client-go's `ShouldResync`).
-    pub should_resync: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
-    /// Watch timeouts are drawn from [min, 2 × min) (client-go: 5 min).
-    pub min_watch_timeout: Duration,
-    /// A watch with no frame for this long beyond its timeout is considered stalled.
-    pub stall_grace: Duration,
-    /// Failure backoff (client-go: 800 ms → 30 s, reset after 2 min).
-    pub backoff: BackoffManager,
-    /// Called with each failure; the default logs it.
-    pub watch_error_handler: Option<WatchErrorHandler>,
+    initial_list: InitialList,
+    page_size: i64,
+    resync_period: Option<Duration>,
+    should_resync: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    min_watch_timeout: Duration,
+    stall_grace: Duration,
+    backoff: BackoffManager,
+    watch_error_handler: Option<WatchErrorHandler>,
 }
 
 impl Default for ReflectorConfig {
@@ -79,6 +80,58 @@ impl Default for ReflectorConfig {
             backoff: BackoffManager::default(),
             watch_error_handler: None,
         }
+    }
+}
+
+impl ReflectorConfig {
+    /// How the initial list is made (default: paged).
+    pub fn initial_list(mut self, mode: InitialList) -> Self {
+        self.initial_list = mode;
+        self
+    }
+
+    /// The page size of paged lists (client-go: 500).
+    pub fn page_size(mut self, size: i64) -> Self {
+        self.page_size = size;
+        self
+    }
+
+    /// How often the sink re-delivers its contents (`None` or zero, the default: never).
+    pub fn resync_period(mut self, period: Option<Duration>) -> Self {
+        self.resync_period = period.filter(|p| !p.is_zero());
+        self
+    }
+
+    /// Asked before each resync; `false` skips it (client-go's `ShouldResync`).
+    pub fn should_resync(mut self, should: Arc<dyn Fn() -> bool + Send + Sync>) -> Self {
+        self.should_resync = Some(should);
+        self
+    }
+
+    /// Watch timeouts are drawn from [min, 2 × min) (client-go: 5 minutes).
+    pub fn min_watch_timeout(mut self, min: Duration) -> Self {
+        self.min_watch_timeout = min;
+        self
+    }
+
+    /// A watch from which nothing arrived for its timeout and this long is presumed dead
+    /// (default: 30 s).
+    pub fn stall_grace(mut self, grace: Duration) -> Self {
+        self.stall_grace = grace;
+        self
+    }
+
+    /// The backoff after failures (client-go: 800 ms → 30 s, reset after 2 minutes).
+    pub fn backoff(mut self, backoff: BackoffManager) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Called with each list or watch failure (client-go's `SetWatchErrorHandler`); by
+    /// default failures are logged.
+    pub fn watch_error_handler(mut self, handler: WatchErrorHandler) -> Self {
+        self.watch_error_handler = Some(handler);
+        self
     }
 }
 
@@ -734,11 +787,9 @@ mod tests {
         let log = Arc::clone(&errors);
         let handler: WatchErrorHandler =
             Arc::new(move |e: &ListWatchError| log.lock().push(e.to_string()));
-        let config = ReflectorConfig {
-            initial_list,
-            watch_error_handler: Some(handler),
-            ..ReflectorConfig::default()
-        };
+        let config = ReflectorConfig::default()
+            .initial_list(initial_list)
+            .watch_error_handler(handler);
         let reflector = Reflector::new(
             "test",
             ListWatch::new(client.namespaced("ns"), Decoder::new(true, None)),

@@ -96,12 +96,9 @@ impl Sink<ConfigMap> for Counter {
 /// Runs a reflector against `client` for `period` and returns the sink.
 async fn run_for(client: &Client, period: Duration, errors: Arc<Mutex<Vec<String>>>) -> Counter {
     let sink = Arc::new(Counter::default());
-    let config = ReflectorConfig {
-        watch_error_handler: Some(Arc::new(move |e| {
-            errors.lock().push(e.to_string());
-        })),
-        ..ReflectorConfig::default()
-    };
+    let config = ReflectorConfig::default().watch_error_handler(Arc::new(move |e| {
+        errors.lock().push(e.to_string());
+    }));
     let reflector = Reflector::new(
         "mock",
         ListWatch::new(

@@ -289,14 +289,14 @@ where
             .filter_map(|l| l.resync_period)
             .chain(self.config.resync_period)
             .min();
-        let reflector_config = ReflectorConfig {
-            initial_list: self.config.initial_list,
-            page_size: self.config.page_size,
-            resync_period: resync_check,
-            should_resync: Some(should_resync),
-            watch_error_handler: self.config.watch_error_handler.clone(),
-            ..ReflectorConfig::default()
-        };
+        let mut reflector_config = ReflectorConfig::default()
+            .initial_list(self.config.initial_list)
+            .page_size(self.config.page_size)
+            .resync_period(resync_check)
+            .should_resync(should_resync);
+        if let Some(handler) = self.config.watch_error_handler.clone() {
+            reflector_config = reflector_config.watch_error_handler(handler);
+        }
         Reflector::new(
             self.name.clone(),
             self.list_watch.clone(),

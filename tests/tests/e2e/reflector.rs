@@ -62,11 +62,9 @@ async fn converges(ctx: Context, mode: InitialList, page_size: i64) -> anyhow::R
         .await?;
     }
     let sink = Arc::new(MapSink::default());
-    let config = ReflectorConfig {
-        initial_list: mode,
-        page_size,
-        ..ReflectorConfig::default()
-    };
+    let config = ReflectorConfig::default()
+        .initial_list(mode)
+        .page_size(page_size);
     let lw = ListWatch::new(api.clone(), Decoder::new(true, None));
     let reflector = Reflector::new("e2e", lw, Arc::clone(&sink), config);
     let cancel = CancellationToken::new();
