@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrokube_client::{Client, Config};
+use ferrokube_client::Client;
 use ferrokube_informer::decode::Decoder;
 use ferrokube_informer::list_watch::ListWatch;
 use ferrokube_informer::reflector::{Reflector, ReflectorConfig, Sink};
@@ -64,11 +64,10 @@ impl Mock {
         }
     }
 
-    fn client(&self, qps: f32) -> Client {
-        Config::from_kube(kube::Config::new(self.url.parse().unwrap()))
-            .with_qps(qps)
-            .build()
-            .unwrap()
+    /// A client without throttling.
+    fn client(&self) -> Client {
+        let config = kube::Config::new(self.url.parse().unwrap());
+        Client::from_kube(kube::Client::try_from(config).unwrap())
     }
 }
 
@@ -123,12 +122,7 @@ async fn watches_ended_at_once_are_backed_off() {
     let mock =
         Mock::start(|watch| async move { respond(200, if watch { "" } else { LIST }) }).await;
     let errors = Arc::new(Mutex::new(Vec::new()));
-    let sink = run_for(
-        &mock.client(-1.0),
-        Duration::from_secs(1),
-        Arc::clone(&errors),
-    )
-    .await;
+    let sink = run_for(&mock.client(), Duration::from_secs(1), Arc::clone(&errors)).await;
     let watches = mock.watches.load(Ordering::SeqCst);
     assert!(
         (1..=4).contains(&watches),
