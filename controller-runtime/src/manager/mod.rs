@@ -20,35 +20,27 @@
 mod options;
 mod runnable;
 mod signals;
+mod start;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferrokube_client::leader_election::{
-    HealthzAdaptor, LeaderElectionConfig, LeaderElectionError, LeaderElector, LeaderEvent,
-    StopReason,
-};
+use ferrokube_client::leader_election::{HealthzAdaptor, LeaderElectionError};
 use ferrokube_client::{BroadcasterConfig, Client, EventBroadcaster, Recorder};
-use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
 pub use self::options::{DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, LeaderElectionOptions, ManagerOptions};
 pub use self::runnable::{FnRunnable, RunFuture, Runnable, runnable_fn};
 pub use self::signals::shutdown_signal;
 use crate::cache::Cache;
 use crate::cached_client::CachedClient;
-use crate::controller::panic_message;
 use crate::metrics::Metrics;
 use crate::reconcile::BoxError;
-use crate::server::{HealthChecks, Server};
+use crate::server::HealthChecks;
 
 /// Why the manager could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +178,7 @@ impl Manager {
     /// [`Error::Config`] if the client cannot be built.
     pub fn new(config: &ferrokube_client::Config, options: ManagerOptions) -> Result<Self, Error> {
         let metrics = Metrics::new();
-        let config = config.clone().request_metrics(metrics.rest_client());
+        let config = config.clone().with_request_metrics(metrics.rest_client());
         let client = Client::from_config(&config).map_err(Error::Config)?;
         Ok(Self::with_metrics(client, options, metrics))
     }
@@ -368,258 +360,4 @@ impl Manager {
         let mut rx = self.inner.leading.subscribe();
         let _ = rx.wait_for(|leading| *leading).await;
     }
-
-    /// Runs everything until `shutdown` is cancelled (see the module docs for the order),
-    /// then shuts down gracefully.
-    ///
-    /// # Errors
-    ///
-    /// The first failure: the server could not bind, a runnable failed or panicked, the
-    /// cache failed, leadership was lost, or shutdown timed out.
-    pub async fn start(&self, shutdown: CancellationToken) -> Result<(), Error> {
-        if self.inner.started.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyStarted);
-        }
-        let inner = &self.inner;
-        // Dropping this future stops everything it started.
-        let root = CancellationToken::new();
-        let _stop_all = root.clone().drop_guard();
-        let (errors, mut failures) = mpsc::unbounded_channel::<Error>();
-
-        let server_stop = root.child_token();
-        let server_task = match inner.bind_address {
-            Some(address) => {
-                let server = Server::bind(
-                    address,
-                    inner.metrics.clone(),
-                    inner.healthz.clone(),
-                    inner.readyz.clone(),
-                )
-                .await?;
-                *inner.server_address.lock() = Some(server.local_addr());
-                tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
-                let errors = errors.clone();
-                let stop = server_stop.clone();
-                Some(tokio::spawn(async move {
-                    if let Err(e) = server.serve(stop).await {
-                        let _ = errors.send(Error::Server(e));
-                    }
-                }))
-            }
-            None => None,
-        };
-
-        let cache_stop = root.child_token();
-        let cache_task = {
-            let cache = inner.cache.clone();
-            let errors = errors.clone();
-            let stop = cache_stop.clone();
-            tokio::spawn(async move {
-                if let Err(e) = cache.start(stop).await {
-                    let _ = errors.send(Error::Cache(e));
-                }
-            })
-        };
-
-        let (mut elected, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *inner.runnables.lock())
-            .into_iter()
-            .partition(|r| r.needs_leader_election());
-        let others_stop = root.child_token();
-        let mut others_set = Group::default();
-        for r in others {
-            spawn_runnable(&mut others_set, r, others_stop.child_token(), &errors);
-        }
-
-        let elected_stop = root.child_token();
-        let election_stop = root.child_token();
-        let mut elected_set = Group::default();
-        let mut election = None;
-        let lease_name = inner.leader_election.as_ref().map(|le| le.name.clone());
-        match &inner.leader_election {
-            None => {
-                inner.leading.send_replace(true);
-                for r in elected.drain(..) {
-                    spawn_runnable(&mut elected_set, r, elected_stop.child_token(), &errors);
-                }
-            }
-            Some(le) => {
-                let config = LeaderElectionConfig::new(&le.namespace, &le.name, &inner.identity)
-                    .with_lease_duration(le.lease_duration)
-                    .with_renew_deadline(le.renew_deadline)
-                    .with_retry_period(le.retry_period)
-                    .with_release_on_cancel(le.release_on_cancel);
-                let elector = LeaderElector::new(inner.client.clone(), config)
-                    .map_err(Error::LeaderElectionConfig)?;
-                inner.leader_healthz.set_leader_election(&elector);
-                inner.metrics.set_leader(&le.name, false);
-                tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace(), le.name), identity = %inner.identity, "attempting to acquire the leader lease");
-                election = Some(elector.run(election_stop.clone()));
-            }
-        }
-
-        let outcome = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                Some(e) = failures.recv() => break Err(e),
-                event = next_event(&mut election) => match event {
-                    Some(LeaderEvent::StartedLeading(leading)) => {
-                        tracing::info!(identity = %inner.identity, "became the leader; starting leader-elected runnables");
-                        if let Some(name) = &lease_name {
-                            inner.metrics.set_leader(name, true);
-                        }
-                        inner.leading.send_replace(true);
-                        let token = leading.child_token();
-                        // Leader-elected work stops with leadership or with shutdown.
-                        let stop = elected_stop.clone();
-                        let t = token.clone();
-                        tokio::spawn(async move { stop.cancelled().await; t.cancel() });
-                        for r in elected.drain(..) {
-                            spawn_runnable(&mut elected_set, r, token.child_token(), &errors);
-                        }
-                    }
-                    Some(LeaderEvent::StoppedLeading(reason)) => {
-                        inner.leading.send_replace(false);
-                        if let Some(name) = &lease_name {
-                            inner.metrics.set_leader(name, false);
-                        }
-                        let reason = describe(&reason);
-                        tracing::error!(%reason, "leader election lost");
-                        if inner.exit_on_lost_leadership {
-                            eprintln!("leader election lost: {reason}; exiting");
-                            std::process::exit(1);
-                        }
-                        break Err(Error::LeaderElectionLost { reason });
-                    }
-                    Some(LeaderEvent::NewLeader(holder)) => {
-                        tracing::info!(leader = ?holder, "new leader observed");
-                    }
-                    None => election = None,
-                },
-            }
-        };
-
-        tracing::info!("stopping the manager");
-        let lost = matches!(outcome, Err(Error::LeaderElectionLost { .. }));
-        let timeout = if lost {
-            Duration::ZERO
-        } else {
-            inner.graceful_shutdown_timeout
-        };
-        let deadline = Instant::now() + timeout;
-        let mut pending = Vec::new();
-        elected_stop.cancel();
-        pending.extend(elected_set.drain(deadline).await);
-        election_stop.cancel();
-        if let Some(mut stream) = election.take() {
-            // Lets the elector release the Lease (when configured) before the process exits.
-            let _ = tokio::time::timeout_at(
-                deadline.max(Instant::now() + Duration::from_secs(1)),
-                async { while stream.next().await.is_some() {} },
-            )
-            .await;
-        }
-        others_stop.cancel();
-        pending.extend(others_set.drain(deadline).await);
-        cache_stop.cancel();
-        let _ = tokio::time::timeout_at(deadline, cache_task).await;
-        if let Some(b) = inner.broadcaster.get() {
-            let _ = tokio::time::timeout_at(deadline, b.flush()).await;
-        }
-        server_stop.cancel();
-        if let Some(task) = server_task {
-            let _ = tokio::time::timeout_at(
-                deadline.max(Instant::now() + Duration::from_secs(1)),
-                task,
-            )
-            .await;
-        }
-        inner.leading.send_replace(false);
-        drop(errors);
-        let late = failures.try_recv().ok();
-        tracing::info!("the manager stopped");
-        match outcome {
-            Err(e) => Err(e),
-            Ok(()) if !pending.is_empty() => Err(Error::GracefulShutdownTimeout {
-                timeout,
-                pending: pending.join(", "),
-            }),
-            Ok(()) => late.map_or(Ok(()), Err),
-        }
-    }
-}
-
-fn describe(reason: &StopReason) -> String {
-    match reason {
-        StopReason::Cancelled => "the election was cancelled".to_owned(),
-        StopReason::RenewDeadlineExceeded => "the lease could not be renewed in time".to_owned(),
-        StopReason::LeaseTaken { holder } => format!("the lease is held by {holder}"),
-        StopReason::Aborted => "the election task was aborted".to_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
-async fn next_event(
-    election: &mut Option<ferrokube_client::leader_election::LeaderElection>,
-) -> Option<LeaderEvent> {
-    match election {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Running runnables and their names.
-#[derive(Default)]
-struct Group {
-    set: JoinSet<()>,
-    names: HashMap<tokio::task::Id, String>,
-}
-
-impl Group {
-    /// Waits for every runnable until `deadline`; aborts and names those still running.
-    async fn drain(&mut self, deadline: Instant) -> Vec<String> {
-        let finished = tokio::time::timeout_at(deadline, async {
-            while self.set.join_next().await.is_some() {}
-        })
-        .await;
-        if finished.is_ok() {
-            return Vec::new();
-        }
-        self.set.abort_all();
-        let mut pending = Vec::new();
-        while let Some(joined) = self.set.join_next_with_id().await {
-            if let Err(e) = joined {
-                pending.extend(self.names.get(&e.id()).cloned());
-            }
-        }
-        pending
-    }
-}
-
-fn spawn_runnable(
-    group: &mut Group,
-    runnable: Box<dyn Runnable>,
-    cancel: CancellationToken,
-    errors: &mpsc::UnboundedSender<Error>,
-) {
-    let name = runnable.name();
-    let errors = errors.clone();
-    let task_name = name.clone();
-    let handle = group.set.spawn(async move {
-        match AssertUnwindSafe(runnable.start(cancel))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(source)) => {
-                let _ = errors.send(Error::Runnable { name, source });
-            }
-            Err(payload) => {
-                let _ = errors.send(Error::RunnablePanicked {
-                    name,
-                    message: panic_message(&*payload),
-                });
-            }
-        }
-    });
-    group.names.insert(handle.id(), task_name);
 }
