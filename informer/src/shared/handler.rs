@@ -6,9 +6,17 @@ use crate::delta_fifo::DeltaObject;
 
 /// Receives an informer's notifications (client-go's `ResourceEventHandler`).
 ///
-/// Each registered handler runs on its own thread with its own unbounded buffer, so a slow
-/// handler delays only itself. Handlers should be quick all the same: the usual one turns
-/// the object into a key and adds it to a work queue.
+/// Each registered handler is called from a Tokio task of its own, draining its own
+/// unbounded buffer, so a slow handler delays only itself; the task runs on the runtime
+/// running [`SharedIndexInformer::run`](super::SharedIndexInformer::run) and stops with it.
+/// A handler may therefore use the runtime (`tokio::spawn`, a channel's `send`), but it
+/// shares the runtime's worker threads: it must be quick and must not block. The usual one
+/// turns the object into a key and adds it to a work queue; one that needs to block or do
+/// async work spawns a task (`tokio::spawn`, `tokio::task::spawn_blocking`), or the
+/// registration is consumed as an [`EventStream`](super::EventStream) instead.
+///
+/// A panic in a handler ends `run()` with that panic (a handler that skipped an event would
+/// hold a stale view nobody knows about).
 pub trait ResourceEventHandler<K>: Send + Sync + 'static {
     /// An object appeared; `is_initial_list` is true for the informer's initial contents
     /// (and for the replay a handler gets when it is added late).

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use ferrokube_informer::reflector::InitialList;
+use ferrokube_informer::shared::{Event, EventStream};
 use ferrokube_informer::{EventHandlerFuncs, InformerConfig, SharedIndexInformer};
 use ferrokube_runtime::client::{Api, Client, ListOptions, WriteOptions};
 use ferrokube_runtime::envtest::EnvironmentOptions;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use parking_lot::Mutex;
 use tests::{Context, Test, eventually};
@@ -30,6 +32,14 @@ pub fn tests() -> Vec<Test> {
         Test::new(
             "informer::streaming_and_paged_give_same_cache",
             streaming_vs_paged,
+        ),
+        Test::new(
+            "informer::event_stream_replays_then_follows_and_ends_with_run",
+            event_stream,
+        ),
+        Test::new(
+            "informer::handlers_run_on_the_runtime_and_stop_with_run",
+            handlers_on_the_runtime,
         ),
         Test::new(
             "informer::api_server_restart_and_compaction_converge",
@@ -275,6 +285,176 @@ async fn streaming_vs_paged(ctx: Context) -> anyhow::Result<()> {
     matches_fresh_list(&api, &streaming).await?;
     c1.cancel();
     c2.cancel();
+    Ok(())
+}
+
+/// The next event of `stream`, in short: kind, name, `data.v`, initial.
+async fn next_event(
+    stream: &mut EventStream<ConfigMap>,
+) -> anyhow::Result<(&'static str, String, String, bool)> {
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .context("no event within 10s")?
+        .context("the stream ended")?;
+    Ok(match event {
+        Event::Added { object, initial } => ("added", name(&object), value(&object), initial),
+        Event::Updated { new, .. } => ("updated", name(&new), value(&new), false),
+        Event::Deleted(object) => (
+            "deleted",
+            name(object.object()),
+            value(object.object()),
+            false,
+        ),
+    })
+}
+
+async fn event_stream(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    for i in 0..3 {
+        api.create(
+            &configmap(&format!("cm-{i}"), "0"),
+            &WriteOptions::default(),
+        )
+        .await?;
+    }
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let (registration, mut stream) = informer.add_event_stream();
+    let cancel = CancellationToken::new();
+    let run = {
+        let (i, c) = (informer.clone(), cancel.clone());
+        tokio::spawn(async move { i.run(c).await })
+    };
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+    // The first list comes from the watch cache, which may lag the creates; the watch
+    // brings what it missed as live adds.
+    let mut initial = Vec::new();
+    while initial.len() < 3 {
+        let (kind, name, v, is_initial) = next_event(&mut stream).await?;
+        ensure!(kind == "added" && v == "0", "{kind} {name}={v}");
+        initial.push((name, is_initial));
+    }
+    initial.sort();
+    ensure!(
+        initial
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .eq(["cm-0", "cm-1", "cm-2"]),
+        "initial adds: {initial:?}"
+    );
+    ensure!(registration.has_synced(), "every initial add was received");
+
+    let mut cm = api.get("cm-0").await?;
+    cm.data = Some(BTreeMap::from([("v".to_owned(), "1".to_owned())]));
+    api.update(&cm, &WriteOptions::default()).await?;
+    api.delete("cm-1", &Default::default()).await?;
+    api.create(&configmap("cm-new", "x"), &WriteOptions::default())
+        .await?;
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(next_event(&mut stream).await?);
+    }
+    ensure!(
+        live == [
+            ("updated", "cm-0".to_owned(), "1".to_owned(), false),
+            ("deleted", "cm-1".to_owned(), "0".to_owned(), false),
+            ("added", "cm-new".to_owned(), "x".to_owned(), false),
+        ],
+        "live events: {live:?}"
+    );
+
+    // A stream added late replays the cache: the cache's own objects, as initial adds.
+    let (late_registration, mut late) = informer.add_event_stream();
+    let mut replay = Vec::new();
+    for _ in 0..3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), late.next())
+            .await?
+            .context("the late stream ended")?;
+        let Event::Added {
+            object,
+            initial: true,
+        } = event
+        else {
+            anyhow::bail!("not an initial add: {event:?}");
+        };
+        let cached = informer
+            .indexer()
+            .get(&format!("{}/{}", ctx.namespace, name(&object)))
+            .context("replayed object not cached")?;
+        ensure!(Arc::ptr_eq(&cached, &object), "the replay copied an object");
+        replay.push(name(&object));
+    }
+    replay.sort();
+    ensure!(replay == ["cm-0", "cm-2", "cm-new"], "replay: {replay:?}");
+    ensure!(late_registration.has_synced(), "the late stream has synced");
+    drop(late);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .context("run() did not end")??;
+    ensure!(
+        tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await?
+            .is_none(),
+        "the stream ends with run()"
+    );
+    Ok(())
+}
+
+async fn handlers_on_the_runtime(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let api = client.namespaced::<ConfigMap>(&ctx.namespace);
+    api.create(&configmap("before", "0"), &WriteOptions::default())
+        .await?;
+    let informer = SharedIndexInformer::new(api.clone(), InformerConfig::default());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Dropped with the handler, i.e. when its task ends.
+    let alive = Arc::new(());
+    let held = Arc::clone(&alive);
+    let _registration =
+        informer.add_event_handler(EventHandlerFuncs::default().on_add(move |o, initial| {
+            let _ = &held;
+            let tx = tx.clone();
+            // Async work from a handler: a task of its own on the informer's runtime.
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                let _ = tx.send((name(&o), initial));
+            });
+        }));
+    let cancel = CancellationToken::new();
+    let run = {
+        let (i, c) = (informer.clone(), cancel.clone());
+        tokio::spawn(async move { i.run(c).await })
+    };
+    ensure!(
+        informer.wait_for_cache_sync(&cancel).await,
+        "informer did not sync"
+    );
+    api.create(&configmap("after", "1"), &WriteOptions::default())
+        .await?;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .with_context(|| format!("the handler's tasks sent only {seen:?}"))?
+            .context("the handler is gone")?;
+        seen.push(event);
+    }
+    seen.sort();
+    ensure!(
+        seen == [("after".to_owned(), false), ("before".to_owned(), true)],
+        "handler saw {seen:?}"
+    );
+    ensure!(Arc::strong_count(&alive) == 2, "the handler is alive");
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .context("run() did not end")??;
+    ensure!(Arc::strong_count(&alive) == 1, "the handler outlived run()");
     Ok(())
 }
 

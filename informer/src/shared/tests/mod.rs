@@ -1,5 +1,8 @@
 //! The informer against an in-process API server: panics, handlers on the runtime, streams.
 
+mod listeners;
+mod stream;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +40,10 @@ fn list(names: impl IntoIterator<Item = String>) -> String {
 
 fn added(name: &str, rv: u64) -> String {
     format!(r#"{{"type":"ADDED","object":{}}}"#, object(name, rv))
+}
+
+fn modified(name: &str, rv: u64) -> String {
+    format!(r#"{{"type":"MODIFIED","object":{}}}"#, object(name, rv))
 }
 
 /// An API server with one list answer; the first watch sends `first_watch` (one frame each,
@@ -97,13 +104,17 @@ impl Server {
         StreamBody::new(frames).boxed_unsync()
     }
 
-    fn api(self: &Arc<Self>) -> Api<ConfigMap> {
+    fn client(self: &Arc<Self>) -> Client {
         let server = Arc::clone(self);
         let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
             let body = server.respond(req.uri().query().unwrap_or_default());
             async move { Ok::<_, Infallible>(http::Response::new(body)) }
         });
-        Client::from_kube(kube::Client::new(service, "default")).namespaced("ns")
+        Client::from_kube(kube::Client::new(service, "default"))
+    }
+
+    fn api(self: &Arc<Self>) -> Api<ConfigMap> {
+        self.client().namespaced("ns")
     }
 
     fn requests(&self) -> (usize, usize) {
