@@ -291,11 +291,24 @@ impl SharedInformerFactory {
     }
 
     /// Stops every informer and waits for them to end.
+    ///
+    /// # Panics
+    ///
+    /// With the first panic of an informer (which ended it: see
+    /// [`SharedIndexInformer::run`]), once every informer has ended.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        let mut panic = None;
         for task in tasks {
-            let _ = task.await;
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                panic.get_or_insert(e.into_panic());
+            }
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
     }
 }

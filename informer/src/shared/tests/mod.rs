@@ -5,7 +5,7 @@ mod stream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -242,4 +242,25 @@ async fn dropping_run_stops_the_reflector() {
         server.open_watches.load(Ordering::SeqCst) == 0
     })
     .await;
+}
+
+#[tokio::test]
+async fn factory_shutdown_hands_out_an_informers_panic() {
+    let server = Server::new(list(["a".to_owned()]), Vec::new());
+    let panicking = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&panicking);
+    let transform: Transform<ConfigMap> = Arc::new(move |_| {
+        flag.store(true, Ordering::SeqCst);
+        panic!("transform refused a");
+    });
+    let factory = crate::SharedInformerFactory::new(server.client(), None)
+        .namespace("ns")
+        .transform(transform);
+    let _informer = factory.informer_for::<ConfigMap>();
+    factory.start();
+    // Once the transform runs, the informer's run() ends with its panic, cancelled or not.
+    until("the transform", || panicking.load(Ordering::SeqCst)).await;
+    let shutdown = async move { factory.shutdown().await };
+    let message = panic_message(ended(tokio::spawn(shutdown)).await.unwrap_err());
+    assert_eq!(message, "transform refused a");
 }
