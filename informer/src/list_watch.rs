@@ -156,6 +156,7 @@ struct BookmarkMeta {
 
 /// The list and watch calls for one resource type and scope (client-go's `ListerWatcher`).
 #[derive(Debug)]
+#[doc(alias = "ListerWatcher")]
 pub struct ListWatch<K> {
     api: Api<K>,
     decoder: Decoder<K>,

@@ -18,6 +18,7 @@ use crate::key::object_key;
 use crate::list_watch::{Event, ListWatch, ListWatchError};
 
 /// Where a reflector puts what it lists and watches (client-go's `ReflectorStore`).
+#[doc(alias = "ReflectorStore")]
 pub trait Sink<K>: Send + Sync {
     /// The complete state at `resource_version` (after a list).
     fn replace(&self, items: Vec<Arc<K>>, resource_version: String);
@@ -42,6 +43,8 @@ pub enum InitialList {
     Paged,
     /// A streaming list: a watch with `sendInitialEvents=true`, complete at the bookmark
     /// annotated `k8s.io/initial-events-end`. Falls back to paged if the server refuses.
+    #[doc(alias = "WatchList")]
+    #[doc(alias = "UseWatchList")]
     Streaming,
 }
 
@@ -57,6 +60,7 @@ pub enum InitialList {
 /// ```
 #[derive(Clone)]
 #[must_use]
+#[doc(alias = "ReflectorOptions")]
 pub struct ReflectorConfig {
     initial_list: InitialList,
     page_size: i64,
@@ -211,6 +215,7 @@ where
     }
 
     /// A handle on the last resourceVersion the reflector synced to.
+    #[doc(alias = "LastSyncResourceVersion")]
     pub fn last_sync_resource_version(&self) -> Arc<Mutex<String>> {
         Arc::clone(&self.last_sync)
     }

@@ -275,15 +275,18 @@ impl ListScanner {
     }
 }
 
-/// Decodes a list body fed in chunks, on the calling thread.
+/// Decodes a list body fed in chunks, on the calling thread (the reference for the
+/// parallel decoder's tests).
+#[cfg(test)]
 #[derive(Debug)]
-pub struct ListDecoder<K> {
+pub(crate) struct ListDecoder<K> {
     decoder: Decoder<K>,
     scanner: ListScanner,
     fast: FastPath,
     items: Vec<Arc<K>>,
 }
 
+#[cfg(test)]
 impl<K: DeserializeOwned> ListDecoder<K> {
     /// A decoder for one list response.
     pub fn new(decoder: Decoder<K>) -> Self {

@@ -25,12 +25,14 @@ mod skip;
 #[cfg(test)]
 mod tests;
 
-pub use frame::{Frame, split_frame};
-pub use list::ListDecoder;
+pub(crate) use frame::split_frame;
+#[cfg(test)]
+pub(crate) use list::ListDecoder;
 pub(crate) use pool::ParallelDecoder;
 
 /// A function applied to each object after decoding and before it is stored or delivered
 /// (client-go's `TransformFunc`).
+#[doc(alias = "TransformFunc")]
 pub type Transform<K> = Arc<dyn Fn(K) -> K + Send + Sync>;
 
 /// Why bytes from the server could not be decoded.
