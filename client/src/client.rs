@@ -9,6 +9,7 @@ use kube::core::{ApiResource, DynamicObject};
 use crate::api::Api;
 use crate::config::{Config, ConfigError};
 use crate::error::Result;
+use crate::metrics::RequestMetricsLayer;
 use crate::throttle::ThrottleLayer;
 
 /// A Kubernetes client: kube's transport and auth, client-go's throttling, `Retry-After`
@@ -56,6 +57,11 @@ impl Client {
         }
         let builder = kube::client::ClientBuilder::try_from(kube_config)
             .map_err(|source| ConfigError::Client { url, source })?;
+        // Inside the throttle: a request is counted once it is sent.
+        let metrics = config.request_metrics().map(|metrics| {
+            RequestMetricsLayer::for_cluster(Arc::clone(metrics), config.cluster_url())
+        });
+        let builder = builder.with_layer(&tower::util::option_layer(metrics));
         let kube = match ThrottleLayer::new(config.qps(), config.burst()) {
             Some(layer) => builder.with_layer(&layer).build(),
             None => builder.build(),

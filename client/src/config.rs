@@ -2,11 +2,13 @@
 //! QPS/burst throttling, a request timeout and the user agent.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::client::Client;
+use crate::metrics::{RequestMetrics, SharedRequestMetrics};
 
 /// client-go's default queries per second (`rest.DefaultQPS`).
 pub const DEFAULT_QPS: f32 = 5.0;
@@ -130,6 +132,7 @@ pub struct Config {
     burst: u32,
     timeout: Option<Duration>,
     user_agent: String,
+    request_metrics: Option<SharedRequestMetrics>,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             burst: DEFAULT_BURST,
             timeout: None,
             user_agent: default_user_agent(),
+            request_metrics: None,
         }
     }
 
@@ -297,6 +301,14 @@ impl Config {
         self
     }
 
+    /// Reports the outcome of every request (client-go's `rest_client_requests_total` hook);
+    /// none by default. See [`crate::metrics`].
+    #[must_use]
+    pub fn with_request_metrics(mut self, metrics: Arc<dyn RequestMetrics>) -> Self {
+        self.request_metrics = Some(SharedRequestMetrics(metrics));
+        self
+    }
+
     /// The server URL.
     pub fn cluster_url(&self) -> &http::Uri {
         &self.kube.cluster_url
@@ -328,6 +340,11 @@ impl Config {
     #[doc(alias = "UserAgent")]
     pub fn user_agent(&self) -> &str {
         &self.user_agent
+    }
+
+    /// What every request's outcome is reported to, if anything.
+    pub fn request_metrics(&self) -> Option<&Arc<dyn RequestMetrics>> {
+        self.request_metrics.as_ref().map(|shared| &shared.0)
     }
 
     /// The underlying kube configuration (auth, TLS, proxy…).

@@ -3,6 +3,7 @@
 //! A [`RequestMetrics`] is told about every request a [`Client`](crate::Client) makes — typed,
 //! dynamic, raw, watch, logs, exec — once it has an HTTP status, or `"<error>"` when it got
 //! none (connection refused, TLS failure, timeout, request dropped before the response came).
+//! Set one with [`Config::with_request_metrics`](crate::Config::with_request_metrics);
 //! controller-runtime's manager counts them as `rest_client_requests_total{code,method,host}`.
 //!
 //! ```
@@ -44,6 +45,16 @@ pub trait RequestMetrics: Send + Sync + 'static {
     /// server's `host:port` as written in the cluster URL, and `code` the HTTP status as text
     /// (`"200"`, `"404"`…) or [`ERROR_CODE`] when no response came.
     fn request_done(&self, method: &str, host: &str, code: &str);
+}
+
+/// A [`RequestMetrics`] held by a [`Config`](crate::Config) (which is `Debug`).
+#[derive(Clone)]
+pub(crate) struct SharedRequestMetrics(pub(crate) Arc<dyn RequestMetrics>);
+
+impl fmt::Debug for SharedRequestMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestMetrics")
+    }
 }
 
 // === impl RequestMetricsLayer ===

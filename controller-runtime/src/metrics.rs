@@ -267,7 +267,7 @@ impl Metrics {
     }
 
     /// The request metrics for the manager's client (`rest_client_requests_total`); give them
-    /// to the client with [`Config::request_metrics`](ferrokube_client::Config::request_metrics).
+    /// to the client with [`Config::with_request_metrics`](ferrokube_client::Config::with_request_metrics).
     pub fn rest_client(&self) -> Arc<dyn RequestMetrics> {
         self.inner.rest_client.clone()
     }
