@@ -507,8 +507,7 @@ current-context: ctx1
         let err = local()
             .with_user_agent("bad\nagent")
             .build()
-            .err()
-            .expect("a newline cannot be sent in a header");
+            .expect_err("a newline cannot be sent in a header");
         assert!(
             matches!(&err, ConfigError::InvalidUserAgent { user_agent, .. } if user_agent == "bad\nagent"),
             "{err:?}"
