@@ -5,6 +5,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::*;
 use crate::shared::{Event, EventStream};
 
+// A stream can be moved into a task, shared, and polled without pinning.
+const _: fn() = || {
+    fn stream<T: Send + Sync + Unpin + 'static>() {}
+    stream::<EventStream<ConfigMap>>();
+    stream::<Event<ConfigMap>>();
+};
+
 /// The next event, failing the test if none comes.
 async fn next(stream: &mut EventStream<ConfigMap>) -> Event<ConfigMap> {
     match tokio::time::timeout(PATIENCE, stream.next()).await {
