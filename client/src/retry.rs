@@ -1,13 +1,17 @@
 //! Retrying: client-go's `util/retry` (`RetryOnConflict`) and a jittered exponential
-//! [`Backoff`] shared by the other crates.
+//! [`Backoff`] shared by the other crates, with [`ResettingBackoff`] for loops that never give
+//! up (the reflector's).
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::error::{Error, Result};
 
-/// client-go's `wait.Backoff`: `duration` grows by `factor` each step (with up to `jitter`×
-/// random extra), capped at `cap`, for at most `steps` steps.
+/// client-go's `wait.Backoff`: `duration` grows by `factor` each step, capped at `cap`, for
+/// at most `steps` steps; each delay gets up to `jitter` × itself added at random (after the
+/// cap, as client-go: a delay is at most `cap` × (1 + `jitter`)).
 ///
 /// As in client-go's `wait.ExponentialBackoff`, `steps` counts attempts: a retry loop makes at
 /// most `steps` attempts and waits between two of them, never after the last
@@ -47,6 +51,17 @@ impl Backoff {
         cap: Duration::from_secs(3600),
     };
 
+    /// The reflector's backoff (client-go's `NewExponentialBackoffManager(800ms, 30s, 2min,
+    /// 2.0, 1.0)`): 800 ms doubling to 30 s, each delay up to twice as long at random, steps
+    /// without end. Use it [`with_reset`](Self::with_reset).
+    pub const REFLECTOR: Self = Self {
+        duration: Duration::from_millis(800),
+        factor: 2.0,
+        jitter: 1.0,
+        steps: u32::MAX,
+        cap: Duration::from_secs(30),
+    };
+
     /// The next delay, or `None` once the steps are used up (client-go's `Backoff.Step`).
     pub fn step(&mut self) -> Option<Duration> {
         if self.steps == 0 {
@@ -57,12 +72,16 @@ impl Backoff {
         if self.factor > 0.0 {
             self.duration = self.duration.mul_f64(self.factor).min(self.cap);
         }
-        let jittered = if self.jitter > 0.0 {
-            base.mul_f64(1.0 + rand::random::<f64>() * self.jitter)
+        Some(self.jittered(base))
+    }
+
+    /// `delay` plus up to `jitter` × `delay` at random (client-go's `wait.Jitter`).
+    fn jittered(&self, delay: Duration) -> Duration {
+        if self.jitter > 0.0 {
+            delay.mul_f64(1.0 + rand::random::<f64>() * self.jitter)
         } else {
-            base
-        };
-        Some(jittered.min(self.cap.max(base)))
+            delay
+        }
     }
 
     /// Called after an attempt failed: the delay before the next attempt, or `None` when that
@@ -81,6 +100,57 @@ impl Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Self::DEFAULT_BACKOFF
+    }
+}
+
+impl Backoff {
+    /// This backoff as a never-ending delay source that starts over from the first delay once
+    /// `reset_after` has passed since the previous delay (client-go's
+    /// `ExponentialBackoffManager`, `Backoff.DelayWithReset`).
+    pub fn with_reset(self, reset_after: Duration) -> ResettingBackoff {
+        ResettingBackoff {
+            current: self.clone(),
+            initial: self,
+            reset_after,
+            last: None,
+        }
+    }
+}
+
+/// A [`Backoff`] for a loop that never gives up: it starts over from the first delay when
+/// `reset_after` has passed since the previous one, and keeps handing out its last delay once
+/// its steps are used up. Made by [`Backoff::with_reset`]; the reflector uses
+/// [`Backoff::REFLECTOR`] reset after 2 minutes.
+#[derive(Clone, Debug)]
+#[doc(alias = "ExponentialBackoffManager")]
+#[doc(alias = "BackoffManager")]
+#[doc(alias = "DelayWithReset")]
+pub struct ResettingBackoff {
+    initial: Backoff,
+    current: Backoff,
+    reset_after: Duration,
+    last: Option<Instant>,
+}
+
+impl ResettingBackoff {
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) > self.reset_after)
+        {
+            self.current = self.initial.clone();
+        }
+        self.last = Some(now);
+        self.current
+            .step()
+            .unwrap_or_else(|| self.current.jittered(self.current.duration))
+    }
+
+    /// Sleeps for the next delay.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
     }
 }
 
@@ -214,6 +284,66 @@ mod tests {
             .map(|d| d.as_millis())
             .collect();
         assert_eq!(delays, [100, 200, 400, 500, 500]);
+    }
+
+    #[test]
+    fn jitter_is_added_after_the_cap() {
+        let mut b = Backoff {
+            duration: Duration::from_millis(100),
+            factor: 2.0,
+            jitter: 0.5,
+            steps: 20,
+            cap: Duration::from_millis(500),
+        };
+        let mut base = Duration::from_millis(100);
+        let mut above_cap = 0;
+        while let Some(d) = b.step() {
+            assert!(d >= base && d <= base.mul_f64(1.5), "{d:?} from {base:?}");
+            above_cap += usize::from(d > b.cap);
+            base = (base * 2).min(Duration::from_millis(500));
+        }
+        // 17 delays at the cap, each above it unless the random draw is exactly 0.
+        assert!(above_cap > 0, "the jitter was cut at the cap");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reflector_backoff_doubles_caps_and_resets() {
+        let mut b = Backoff {
+            jitter: 0.0,
+            ..Backoff::REFLECTOR
+        }
+        .with_reset(Duration::from_secs(120));
+        let delays: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        // Less than the reset period since the last delay: no reset.
+        tokio::time::advance(Duration::from_secs(119)).await;
+        assert_eq!(b.next_delay(), Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert_eq!(b.next_delay(), Duration::from_millis(800));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reflector_backoff_jitter_stays_within_bounds() {
+        let mut b = Backoff::REFLECTOR.with_reset(Duration::from_secs(120));
+        let mut base = Duration::from_millis(800);
+        for _ in 0..20 {
+            let d = b.next_delay();
+            // client-go: "backoff will stop at [30,60) sec interval".
+            assert!(d >= base && d <= base * 2, "{d:?} from {base:?}");
+            base = (base * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resetting_backoff_keeps_its_last_delay_when_steps_run_out() {
+        let mut b = Backoff {
+            jitter: 0.0,
+            steps: 2,
+            ..Backoff::REFLECTOR
+        }
+        .with_reset(Duration::from_secs(120));
+        let delays: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [800, 1600, 3200, 3200]);
     }
 
     #[tokio::test(start_paused = true)]

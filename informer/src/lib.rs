@@ -46,7 +46,6 @@
 //! [`Indexer`], [`SharedIndexInformer`], [`SharedInformerFactory`], [`Lister`]; and
 //! [`compact`], a cache that keeps objects as compact JSON for large, rarely read caches.
 
-pub mod backoff;
 pub mod compact;
 pub mod decode;
 pub mod delta_fifo;

@@ -5,6 +5,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrokube_client::retry::{Backoff, ResettingBackoff};
 use ferrokube_client::{ListOptions, ResourceVersionMatch};
 use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
@@ -13,7 +14,6 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::BackoffManager;
 use crate::key::object_key;
 use crate::list_watch::{Event, ListWatch, ListWatchError};
 
@@ -68,7 +68,7 @@ pub struct ReflectorConfig {
     should_resync: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     min_watch_timeout: Duration,
     stall_grace: Duration,
-    backoff: BackoffManager,
+    backoff: ResettingBackoff,
     watch_error_handler: Option<WatchErrorHandler>,
 }
 
@@ -81,7 +81,7 @@ impl Default for ReflectorConfig {
             should_resync: None,
             min_watch_timeout: Duration::from_secs(300),
             stall_grace: Duration::from_secs(30),
-            backoff: BackoffManager::default(),
+            backoff: Backoff::REFLECTOR.with_reset(BACKOFF_RESET),
             watch_error_handler: None,
         }
     }
@@ -125,8 +125,9 @@ impl ReflectorConfig {
         self
     }
 
-    /// The backoff after failures (client-go: 800 ms → 30 s, reset after 2 minutes).
-    pub fn backoff(mut self, backoff: BackoffManager) -> Self {
+    /// The backoff after failures (client-go: [`Backoff::REFLECTOR`], 800 ms → 30 s, reset
+    /// after 2 minutes without a failure).
+    pub fn backoff(mut self, backoff: ResettingBackoff) -> Self {
         self.backoff = backoff;
         self
     }
@@ -187,6 +188,9 @@ enum Next {
     /// Give up watching: back off, then list again.
     Relist,
 }
+
+/// The reflector's backoff starts over after this long without a failure (client-go: 2 min).
+const BACKOFF_RESET: Duration = Duration::from_secs(120);
 
 /// A watch that ends sooner than this without an event is abnormal (client-go's "very short
 /// watch").
