@@ -1,5 +1,6 @@
 //! The test control plane's PKI: a CA, the API server's serving certificate, an admin client
-//! certificate in `system:masters`, and the service-account signing key.
+//! certificate in `system:masters`, and the service-account signing key; with a node, also the
+//! kubelet's serving and client certificates and the API server's kubelet client certificate.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -17,15 +18,37 @@ pub(crate) struct Pki {
     pub(crate) admin_key: String,
     pub(crate) service_account_key: String,
     pub(crate) service_account_pub: String,
+    /// Present when the PKI was generated for a node.
+    pub(crate) node: Option<NodePki>,
+}
+
+/// The certificates of the node tier, signed by the same CA.
+pub(crate) struct NodePki {
+    /// The kubelet's serving certificate (SANs: the node name and IP, `localhost`).
+    pub(crate) kubelet_serving_cert: String,
+    pub(crate) kubelet_serving_key: String,
+    /// The kubelet's client certificate: `system:node:<name>` in `system:nodes`.
+    pub(crate) kubelet_client_cert: String,
+    pub(crate) kubelet_client_key: String,
+    /// The API server's client certificate for kubelets (`system:masters`).
+    pub(crate) apiserver_kubelet_client_cert: String,
+    pub(crate) apiserver_kubelet_client_key: String,
+}
+
+/// The node a PKI is generated for.
+pub(crate) struct NodeIdentity<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) ip: std::net::IpAddr,
 }
 
 impl Pki {
-    /// Generates fresh keys and certificates (ECDSA P-256) valid for `127.0.0.1` and `localhost`.
-    pub(crate) fn generate() -> Result<Self> {
-        Self::try_generate().map_err(Error::Certificates)
+    /// Generates fresh keys and certificates (ECDSA P-256) valid for `127.0.0.1` and
+    /// `localhost`, and the node's certificates when there is a node.
+    pub(crate) fn generate(node: Option<&NodeIdentity<'_>>) -> Result<Self> {
+        Self::try_generate(node).map_err(Error::Certificates)
     }
 
-    fn try_generate() -> Result<Self, rcgen::Error> {
+    fn try_generate(node: Option<&NodeIdentity<'_>>) -> Result<Self, rcgen::Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
@@ -50,24 +73,66 @@ impl Pki {
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_cert = serving.signed_by(&serving_key, &ca)?;
 
-        let admin_key = KeyPair::generate()?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())?;
-        admin.distinguished_name.push(DnType::CommonName, "admin");
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin.signed_by(&admin_key, &ca)?;
+        let (admin_cert, admin_key) = client_cert(&ca, "admin", "system:masters")?;
+        let node = node.map(|node| node_pki(&ca, node)).transpose()?;
 
         let service_account = KeyPair::generate()?;
         Ok(Self {
             ca_cert: ca.pem(),
             serving_cert: serving_cert.pem(),
             serving_key: serving_key.serialize_pem(),
-            admin_cert: admin_cert.pem(),
-            admin_key: admin_key.serialize_pem(),
+            admin_cert,
+            admin_key,
             service_account_key: service_account.serialize_pem(),
             service_account_pub: service_account.public_key_pem(),
+            node,
         })
     }
+}
+
+/// A client certificate and key (PEM) for `user` in `group`.
+fn client_cert(
+    ca: &CertifiedIssuer<'_, KeyPair>,
+    user: &str,
+    group: &str,
+) -> Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, group);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn node_pki(
+    ca: &CertifiedIssuer<'_, KeyPair>,
+    node: &NodeIdentity<'_>,
+) -> Result<NodePki, rcgen::Error> {
+    let serving_key = KeyPair::generate()?;
+    let mut serving = CertificateParams::new(vec![
+        node.name.to_owned(),
+        node.ip.to_string(),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+    ])?;
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, node.name);
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving_cert = serving.signed_by(&serving_key, ca)?;
+    let (kubelet_client_cert, kubelet_client_key) =
+        client_cert(ca, &format!("system:node:{}", node.name), "system:nodes")?;
+    let (apiserver_kubelet_client_cert, apiserver_kubelet_client_key) =
+        client_cert(ca, "kube-apiserver-kubelet-client", "system:masters")?;
+    Ok(NodePki {
+        kubelet_serving_cert: serving_cert.pem(),
+        kubelet_serving_key: serving_key.serialize_pem(),
+        kubelet_client_cert,
+        kubelet_client_key,
+        apiserver_kubelet_client_cert,
+        apiserver_kubelet_client_key,
+    })
 }

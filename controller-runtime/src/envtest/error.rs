@@ -1,4 +1,4 @@
-//! Errors from starting or stopping a test control plane.
+//! Errors from starting or stopping a test control plane (and its node).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +16,14 @@ pub enum Error {
         binary: &'static str,
         /// The folder that was searched.
         dir: PathBuf,
+    },
+
+    /// The node tier cannot run on this host: not root, or a host tool (containerd, runc,
+    /// the CNI plugins, a static busybox, iproute2) is missing, or setting the node up failed.
+    #[error("node tier: {what}")]
+    NodeRequirement {
+        /// What is missing or failed.
+        what: String,
     },
 
     /// A file or folder operation failed.

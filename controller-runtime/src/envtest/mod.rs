@@ -7,6 +7,11 @@
 //! instead. Dropping the [`Environment`] (or calling [`Environment::stop`]) kills the processes
 //! and removes the temporary folder.
 //!
+//! With [`EnvironmentOptions::node`], a node tier runs beside the control plane:
+//! kube-controller-manager (all controllers), kube-scheduler, containerd and a kubelet, so pods
+//! really run (see [`NodeOptions`]); [`EnvironmentOptions::preflight`] says whether this host
+//! can run it.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ferrokube_runtime::envtest::{Environment, EnvironmentOptions};
@@ -21,6 +26,7 @@
 
 mod certs;
 mod error;
+mod node;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +36,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use self::error::io;
 pub use self::error::{Error, Result};
+pub use self::node::{BUSYBOX_IMAGE, NodeOptions, PAUSE_IMAGE};
 use self::process::{Process, free_port};
 
 /// The folder searched for binaries when `KUBEBUILDER_ASSETS` is not set.
@@ -43,6 +50,7 @@ pub struct EnvironmentOptions {
     controller_manager: bool,
     api_server_flags: Vec<String>,
     start_timeout: Duration,
+    node: Option<NodeOptions>,
 }
 
 impl Default for EnvironmentOptions {
@@ -53,6 +61,7 @@ impl Default for EnvironmentOptions {
             controller_manager: false,
             api_server_flags: Vec::new(),
             start_timeout: Duration::from_secs(60),
+            node: None,
         }
     }
 }
@@ -86,6 +95,48 @@ impl EnvironmentOptions {
     pub fn api_server_flag(mut self, flag: impl Into<String>) -> Self {
         self.api_server_flags.push(flag.into());
         self
+    }
+
+    /// Also run a node (off by default): kube-controller-manager with all controllers,
+    /// kube-scheduler, containerd and a kubelet, so pods really run. Needs root, `kubelet` and
+    /// `kube-scheduler` in the assets folder and the host tools [`NodeOptions`] lists.
+    #[must_use]
+    pub fn node(mut self, options: NodeOptions) -> Self {
+        self.node = Some(options);
+        self
+    }
+
+    /// Whether these options run a node tier.
+    pub fn has_node(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Checks, without starting anything, that what these options need is there: the
+    /// control plane binaries and, with a node, root and the node's binaries and host tools.
+    /// An existing cluster needs nothing.
+    pub fn preflight(&self) -> Result<()> {
+        if self.uses_existing_cluster() {
+            return Ok(());
+        }
+        let assets = self.resolved_assets_dir();
+        for binary in ["etcd", "kube-apiserver"] {
+            if !assets.join(binary).is_file() {
+                return Err(Error::AssetNotFound {
+                    binary,
+                    dir: assets,
+                });
+            }
+        }
+        if self.controller_manager && !assets.join("kube-controller-manager").is_file() {
+            return Err(Error::AssetNotFound {
+                binary: "kube-controller-manager",
+                dir: assets,
+            });
+        }
+        if let Some(node) = &self.node {
+            node::preflight(node, &assets)?;
+        }
+        Ok(())
     }
 
     /// How long to wait for each process to become ready (default 60 s).
@@ -194,6 +245,24 @@ impl Environment {
         self.control_plane.as_ref().map(|cp| cp.etcd_url.as_str())
     }
 
+    /// The name of the node tier's Node, if it runs one.
+    pub fn node_name(&self) -> Option<&str> {
+        self.control_plane
+            .as_ref()?
+            .node
+            .as_ref()
+            .map(node::Node::name)
+    }
+
+    /// The node tier's IP address (the Node's `InternalIP`), if it runs one.
+    pub fn node_ip(&self) -> Option<std::net::IpAddr> {
+        self.control_plane
+            .as_ref()?
+            .node
+            .as_ref()
+            .map(node::Node::ip)
+    }
+
     /// Process ids of the started control plane (`(binary, pid)`), for diagnostics.
     pub fn process_ids(&self) -> Vec<(&'static str, u32)> {
         let Some(cp) = &self.control_plane else {
@@ -229,6 +298,7 @@ fn existing_kubeconfig_path() -> Option<PathBuf> {
 /// The processes and files of a started control plane. Field order is drop order.
 #[derive(Debug)]
 struct ControlPlane {
+    node: Option<node::Node>,
     controller_manager: Option<Process>,
     api_server: Process,
     etcd: Process,
@@ -260,12 +330,16 @@ impl ControlPlane {
                 dir: assets,
             });
         }
+        let node_plan = match &options.node {
+            Some(node) => Some(node::NodePlan::new(node, &assets)?),
+            None => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("ferrokube-envtest-")
             .tempdir()
             .map_err(io("creating the envtest temporary folder"))?;
         let root = dir.path();
-        let pki = certs::Pki::generate()?;
+        let pki = certs::Pki::generate(node_plan.as_ref().map(|p| p.identity()).as_ref())?;
         let write = |name: &str, contents: &str| -> Result<PathBuf> {
             let path = root.join(name);
             std::fs::write(&path, contents).map_err(io(format!("writing {}", path.display())))?;
@@ -278,6 +352,10 @@ impl ControlPlane {
         let admin_key = write("admin.key", &pki.admin_key)?;
         let sa_key = write("sa.key", &pki.service_account_key)?;
         let sa_pub = write("sa.pub", &pki.service_account_pub)?;
+        let node_layout = match &pki.node {
+            Some(node_pki) => Some(node::NodeLayout::create(root, &ca, node_pki)?),
+            None => None,
+        };
 
         let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -307,12 +385,19 @@ impl ControlPlane {
             format!("--etcd-servers={etcd_url}"),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
-            "--authorization-mode=RBAC".to_owned(),
             format!("--service-account-issuer={api_url}"),
             format!("--service-account-key-file={}", sa_pub.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
         ];
+        match &node_layout {
+            // A node runs pods as kind's does: with service account tokens, the Node
+            // authorizer and NodeRestriction.
+            Some(layout) => api_server_args.extend(node::NodePlan::api_server_flags(layout)),
+            None => api_server_args.extend([
+                "--disable-admission-plugins=ServiceAccount".to_owned(),
+                "--authorization-mode=RBAC".to_owned(),
+            ]),
+        }
         api_server_args.extend(options.api_server_flags.iter().cloned());
         let api_server = Process::spawn(
             &assets,
@@ -345,6 +430,7 @@ impl ControlPlane {
             .map_err(Error::Kubeconfig)?;
 
         let mut cp = Self {
+            node: None,
             controller_manager: None,
             api_server,
             etcd,
@@ -357,16 +443,29 @@ impl ControlPlane {
             dir,
         };
         cp.wait_for_api_server().await?;
-        if options.controller_manager {
-            cp.start_controller_manager().await?;
+        if options.controller_manager || node_plan.is_some() {
+            cp.start_controller_manager(node_plan.is_some()).await?;
+        }
+        if let (Some(plan), Some(layout)) = (node_plan, node_layout) {
+            let node = node::Node::start(
+                plan,
+                layout,
+                cp.config.clone(),
+                &cp.kubeconfig,
+                options.start_timeout,
+            )
+            .await?;
+            cp.node = Some(node);
         }
         tracing::info!(url = %api_url, dir = %cp.dir.path().display(), "envtest control plane ready");
         Ok(cp)
     }
 
     fn processes(&self) -> impl Iterator<Item = &Process> {
-        self.controller_manager
+        self.node
             .iter()
+            .flat_map(node::Node::processes)
+            .chain(&self.controller_manager)
             .chain([&self.api_server, &self.etcd])
     }
 
@@ -415,19 +514,39 @@ impl ControlPlane {
         self.wait_for_api_server().await
     }
 
-    async fn start_controller_manager(&mut self) -> Result<()> {
+    /// Starts kube-controller-manager: the garbage collector and the namespace controller, or
+    /// with a node every controller (ServiceAccounts, root CA ConfigMaps, workloads, node
+    /// lifecycle …).
+    async fn start_controller_manager(&mut self, all_controllers: bool) -> Result<()> {
         let port = free_port()?;
         let kubeconfig = self.kubeconfig.display().to_string();
-        let args = vec![
+        let root = self.dir.path();
+        let mut args = vec![
             format!("--kubeconfig={kubeconfig}"),
             format!("--authentication-kubeconfig={kubeconfig}"),
             format!("--authorization-kubeconfig={kubeconfig}"),
-            "--controllers=garbagecollector,namespace".to_owned(),
             "--leader-elect=false".to_owned(),
             "--bind-address=127.0.0.1".to_owned(),
             format!("--secure-port={port}"),
-            format!("--cert-dir={}", self.dir.path().join("kcm-certs").display()),
+            format!("--cert-dir={}", root.join("kcm-certs").display()),
         ];
+        if all_controllers {
+            args.extend([
+                "--controllers=*".to_owned(),
+                format!("--root-ca-file={}", root.join("ca.crt").display()),
+                format!(
+                    "--service-account-private-key-file={}",
+                    root.join("sa.key").display()
+                ),
+                // The default is under /usr/libexec, created when the volume controllers start.
+                format!(
+                    "--flex-volume-plugin-dir={}",
+                    root.join("kcm-volume-plugins").display()
+                ),
+            ]);
+        } else {
+            args.push("--controllers=garbagecollector,namespace".to_owned());
+        }
         let mut kcm = Process::spawn(
             &self.assets,
             "kube-controller-manager",
@@ -445,6 +564,8 @@ impl Drop for ControlPlane {
         if let Some(kcm) = &mut self.controller_manager {
             kcm.stop();
         }
+        // The node deletes its pods through the API server: before it stops.
+        drop(self.node.take());
         self.api_server.stop();
         self.etcd.stop();
         tracing::debug!(dir = %self.dir.path().display(), "envtest control plane stopped");

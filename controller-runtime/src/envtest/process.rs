@@ -28,7 +28,16 @@ impl Process {
         args: Vec<String>,
         log: PathBuf,
     ) -> Result<Self> {
-        let path = dir.join(binary);
+        Self::spawn_program(&dir.join(binary), binary, args, log)
+    }
+
+    /// Starts the program at `path` (named `binary` in messages), as [`spawn`](Self::spawn).
+    pub(crate) fn spawn_program(
+        path: &Path,
+        binary: &'static str,
+        args: Vec<String>,
+        log: PathBuf,
+    ) -> Result<Self> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -38,7 +47,7 @@ impl Process {
             .try_clone()
             .map_err(io(format!("opening log file {}", log.display())))?;
         tracing::debug!(binary, ?args, "starting control plane process");
-        let child = Command::new(&path)
+        let child = Command::new(path)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(out)
