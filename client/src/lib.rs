@@ -28,6 +28,8 @@ pub mod leader_election;
 pub mod logs;
 pub mod metrics;
 pub mod options;
+pub mod portforward;
+pub mod proxy;
 pub mod request;
 pub mod restmapper;
 pub mod retry;
