@@ -68,6 +68,7 @@ pub use key::DeletedFinalStateUnknown;
 pub use list_watch::{ListWatch, ListWatchError};
 pub use lister::Lister;
 pub use shared::{
-    EventHandlerFuncs, InformerConfig, Registration, ResourceEventHandler, SharedIndexInformer,
+    Event, EventHandlerFuncs, EventStream, InformerConfig, Registration, ResourceEventHandler,
+    SharedIndexInformer,
 };
 pub use store::Indexer;

@@ -228,17 +228,19 @@ where
     /// watch has to be given up (410 Gone, a failure, a very short watch) or the list fails,
     /// back off and list again.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let resync = self.spawn_resync(&cancel);
+        let mut resync = self.spawn_resync(&cancel);
         // client-go's BackoffUntil: a round ends only when something went wrong, and each
         // round is followed by a backoff.
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 () = self.list_and_watch() => {}
+                () = resync_panicked(&mut resync) => {}
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 () = self.config.backoff.wait() => {}
+                () = resync_panicked(&mut resync) => {}
             }
         }
         if let Some(task) = resync {
@@ -247,6 +249,8 @@ where
         tracing::debug!(reflector = %self.name, "reflector stopped");
     }
 
+    /// Starts the periodic resync task. A panic in it (in `should_resync` or the store's
+    /// resync) is re-raised by [`run`](Self::run) through [`resync_panicked`].
     fn spawn_resync(&self, cancel: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
         let period = self.config.resync_period.filter(|p| !p.is_zero())?;
         let sink = Arc::clone(&self.sink);
@@ -592,6 +596,22 @@ impl<K: kube::Resource> InitialEvents<K> {
 fn refused_streaming(e: &ListWatchError) -> bool {
     e.status()
         .is_some_and(|s| matches!(s.code, 400 | 403 | 422) || s.reason == "Invalid")
+}
+
+/// Never resolves while the resync task runs; re-raises its panic if it panicked.
+async fn resync_panicked(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    match task.as_mut() {
+        Some(handle) => {
+            if let Err(e) = handle.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            *task = None;
+            std::future::pending::<()>().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 #[cfg(test)]
@@ -961,6 +981,34 @@ mod tests {
         )];
         assert_eq!(*sink.replaces.lock(), replaced);
         assert_eq!(*sink.events.lock(), ["update c@13"]);
+    }
+
+    /// A panic in the periodic resync (here in `should_resync`) ends `run` with that panic
+    /// instead of leaving a reflector that never resyncs again.
+    #[tokio::test(start_paused = true)]
+    async fn a_resync_panic_ends_run() {
+        let (client, _) = mock(|s, _| match s.watch {
+            false => reply(200, LIST),
+            true => open(&[]),
+        });
+        let config = ReflectorConfig::default()
+            .resync_period(Some(Duration::from_secs(1)))
+            .should_resync(Arc::new(|| panic!("should_resync is broken")));
+        let reflector = Reflector::new(
+            "test",
+            ListWatch::new(client.namespaced("ns"), Decoder::new(true, None)),
+            Arc::new(Recorder::default()),
+            config,
+        );
+        let task = tokio::spawn(reflector.run(CancellationToken::new()));
+        let joined = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("run ended");
+        let panic = joined.expect_err("run panicked").into_panic();
+        assert_eq!(
+            panic.downcast_ref::<&str>(),
+            Some(&"should_resync is broken")
+        );
     }
 
     /// A watch the server ends at once with no events (client-go's "very short watch") is
