@@ -1,9 +1,10 @@
 //! The end-to-end harness: one control plane per test binary, one namespace per test.
 //!
-//! Test binaries use `harness = false` and call [`run`] with their tests. The control plane
-//! comes from `KUBEBUILDER_ASSETS` (default `/usr/local/kubebuilder/bin`) or, with
-//! `USE_EXISTING_CLUSTER=true`, from `KUBECONFIG`. When neither is available every test is
-//! reported as ignored and one line says why: the suite never pretends to have run.
+//! Test binaries use `harness = false` and call [`run`] with their tests (or [`run_node`] for
+//! the node tier, where pods really run). The control plane comes from `KUBEBUILDER_ASSETS`
+//! (default `/usr/local/kubebuilder/bin`) or, with `USE_EXISTING_CLUSTER=true`, from
+//! `KUBECONFIG`. When neither is available every test is reported as ignored and one line says
+//! why: the suite never pretends to have run.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +12,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrokube_runtime::envtest::{Environment, EnvironmentOptions};
-use k8s_openapi::api::core::v1::Namespace;
+use ferrokube_runtime::envtest::{Environment, EnvironmentOptions, NodeOptions};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -64,11 +65,29 @@ impl Test {
 struct Suite {
     runtime: tokio::runtime::Runtime,
     env: Arc<tokio::sync::RwLock<Environment>>,
+    /// With a node, a test's namespace is handed over once its `default` ServiceAccount exists
+    /// (pods are admitted only then).
+    node: bool,
 }
 
 /// Starts the control plane, runs `tests` (honouring libtest's command-line filters), stops
 /// the control plane, and returns the exit code.
 pub fn run(tests: Vec<Test>) -> ExitCode {
+    run_suite("e2e", EnvironmentOptions::default(), tests)
+}
+
+/// As [`run`], with the node tier (kube-scheduler, containerd, a kubelet): pods really run.
+/// Without root, a kubelet or the host tools, one line (`node: SKIPPED: …`) says why and every
+/// test is reported as ignored. On an existing cluster the tests run against its nodes.
+pub fn run_node(tests: Vec<Test>) -> ExitCode {
+    run_suite(
+        "node",
+        EnvironmentOptions::default().node(NodeOptions::default()),
+        tests,
+    )
+}
+
+fn run_suite(label: &str, options: EnvironmentOptions, tests: Vec<Test>) -> ExitCode {
     let args = Arguments::from_args();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -83,20 +102,24 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("e2e: cannot build a tokio runtime: {e}");
+            eprintln!("{label}: cannot build a tokio runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let options = EnvironmentOptions::default();
     let existing = options.uses_existing_cluster();
     let assets = options.resolved_assets_dir();
     let has_assets = assets.join("etcd").is_file() && assets.join("kube-apiserver").is_file();
-    if !existing && !has_assets {
-        println!(
-            "e2e: SKIPPED: no control plane: {} holds no etcd and kube-apiserver \
+    let unavailable = if !existing && !has_assets {
+        Some(format!(
+            "no control plane: {} holds no etcd and kube-apiserver \
              (set KUBEBUILDER_ASSETS, or USE_EXISTING_CLUSTER=true to use KUBECONFIG)",
             assets.display()
-        );
+        ))
+    } else {
+        options.preflight().err().map(|e| e.to_string())
+    };
+    if let Some(reason) = unavailable {
+        println!("{label}: SKIPPED: {reason}");
         let trials = tests
             .into_iter()
             .map(|t| Trial::test(t.name, || Ok(())).with_ignored_flag(true))
@@ -110,10 +133,11 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
             .collect();
         return exit_code(libtest_mimic::run(&args, trials));
     }
+    let node = options.has_node();
     let env = match runtime.block_on(options.start()) {
         Ok(env) => env,
         Err(e) => {
-            eprintln!("e2e: FAILED to start the control plane: {e}");
+            eprintln!("{label}: FAILED to start the control plane: {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
                 eprintln!("  caused by: {cause}");
@@ -123,16 +147,22 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
         }
     };
     if existing {
-        println!("e2e: running against the existing cluster from KUBECONFIG");
+        println!("{label}: running against the existing cluster from KUBECONFIG");
+    } else if let Some(name) = env.node_name() {
+        println!(
+            "{label}: running against a control plane and node {name} from {}",
+            assets.display()
+        );
     } else {
         println!(
-            "e2e: running against a control plane from {}",
+            "{label}: running against a control plane from {}",
             assets.display()
         );
     }
     let suite = Arc::new(Suite {
         runtime,
         env: Arc::new(tokio::sync::RwLock::new(env)),
+        node,
     });
     let trials = tests
         .into_iter()
@@ -147,11 +177,11 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     let conclusion = libtest_mimic::run(&args, trials);
     match Arc::try_unwrap(suite) {
         Ok(suite) => {
-            let Suite { runtime, env } = suite;
+            let Suite { runtime, env, .. } = suite;
             drop(env);
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
-        Err(_) => eprintln!("e2e: a test still holds the environment; it is stopped at exit"),
+        Err(_) => eprintln!("{label}: a test still holds the environment; it is stopped at exit"),
     }
     exit_code(conclusion)
 }
@@ -182,6 +212,19 @@ impl Suite {
                 .create(&PostParams::default(), &ns)
                 .await
                 .map_err(|e| format!("creating namespace {namespace}: {e}"))?;
+            if self.node {
+                let accounts = kube::Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
+                eventually(
+                    "the namespace's default ServiceAccount",
+                    Duration::from_secs(30),
+                    || {
+                        let accounts = accounts.clone();
+                        async move { accounts.get_opt("default").await.ok().flatten() }
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            }
             let ctx = Context {
                 client,
                 namespace: namespace.clone(),
