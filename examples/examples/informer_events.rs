@@ -2,16 +2,34 @@
 //! add, update and delete, with a periodic resync.
 //!
 //! ```text
-//! cargo run -p examples --example informer_events -- [--namespace NS] [--resync SECONDS]
-//!     [--kubeconfig PATH] [--master URL]
+//! cargo run -p examples --example informer_events -- [--namespace NS] [--resync 30s]
+//!     [--kubeconfig PATH] [--context NAME] [--master URL]
 //! ```
+//! Stops on SIGINT or SIGTERM.
 
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferrokube_runtime::client::Config;
-use ferrokube_runtime::client::k8s_openapi::api::core::v1::Pod;
+use clap::Parser;
+use examples::{BoxError, ClusterArgs};
 use ferrokube_runtime::informer::{EventHandlerFuncs, SharedInformerFactory};
-use tokio_util::sync::CancellationToken;
+use ferrokube_runtime::k8s_openapi::api::core::v1::Pod;
+use ferrokube_runtime::manager::shutdown_signal;
+
+/// Watch pods with a shared informer and print every add, update, delete and resync.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, short = 'n', value_name = "NS")]
+    namespace: Option<String>,
+    /// How often every cached pod is handed to the handler again (e.g. 30s; 0: never).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = examples::parse_duration)]
+    resync: Duration,
+}
 
 fn describe(pod: &Pod) -> String {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
@@ -25,27 +43,25 @@ fn describe(pod: &Pod) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
     examples::init_tracing();
-    let args = examples::Flags::parse(
-        &["--kubeconfig", "--master", "--namespace", "--resync"],
-        &[],
-    )?;
-    let client = Config::from_flags(args.value("--master"), args.value("--kubeconfig"))
-        .await?
-        .build()?;
-    let resync = match args.value("--resync") {
-        "" => Duration::from_secs(30),
-        s => Duration::from_secs(s.parse().map_err(|e| format!("--resync {s:?}: {e}"))?),
-    };
-    let mut factory = SharedInformerFactory::new(client, Some(resync));
-    if !args.value("--namespace").is_empty() {
-        factory = factory.namespace(args.value("--namespace"));
+    examples::exit(run(cli).await)
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    let config = cli.cluster.config().await?;
+    let client = config.build()?;
+    examples::connect(&client, &config).await?;
+    let resync = Some(cli.resync).filter(|r| !r.is_zero());
+    let mut factory = SharedInformerFactory::new(client, resync);
+    if let Some(ns) = &cli.namespace {
+        factory = factory.namespace(ns);
     }
     let pods = factory.informer_for::<Pod>();
     let _registration = pods.add_event_handler(
         EventHandlerFuncs::default()
-            .on_add(|pod: std::sync::Arc<Pod>, initial| {
+            .on_add(|pod: Arc<Pod>, initial| {
                 let when = if initial { " (initial list)" } else { "" };
                 println!("ADDED    {}{when}", describe(&pod));
             })
@@ -59,15 +75,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .on_delete(|pod| println!("DELETED  {}", describe(pod.object()))),
     );
 
-    let cancel = CancellationToken::new();
+    let shutdown = shutdown_signal()?;
     factory.start();
-    let synced = factory.wait_for_cache_sync(&cancel).await;
-    println!(
-        "caches synced: {synced:?}; {} pods cached",
-        pods.indexer().len()
-    );
-
-    tokio::signal::ctrl_c().await?;
+    let synced = factory.wait_for_cache_sync(&shutdown).await;
+    if !shutdown.is_cancelled() {
+        println!(
+            "caches synced: {synced:?}; {} pods cached",
+            pods.indexer().len()
+        );
+    }
+    shutdown.cancelled().await;
     println!("shutting down");
     factory.shutdown().await;
     Ok(())

@@ -3,56 +3,66 @@
 //!
 //! ```text
 //! cargo run -p examples --example pod_logs -- POD [--namespace NS] [--container C] [--tail N]
-//!     [--kubeconfig PATH] [--master URL]
+//!     [--kubeconfig PATH] [--context NAME] [--master URL]
 //! ```
 //! Without `--namespace`, the kubeconfig context's namespace is used; without `--container`,
 //! the pod must have a single container.
 
 use std::io::Write;
+use std::process::ExitCode;
 
-use ferrokube_runtime::client::k8s_openapi::api::core::v1::Pod;
-use ferrokube_runtime::client::{Config, LogOptions};
+use clap::Parser;
+use examples::{BoxError, ClusterArgs};
+use ferrokube_runtime::client::LogOptions;
+use ferrokube_runtime::k8s_openapi::api::core::v1::Pod;
 use futures::TryStreamExt;
 
-const USAGE: &str = "usage: pod_logs POD [--namespace NS] [--container C] [--tail N] \
-                     [--kubeconfig PATH] [--master URL]";
+/// Follow a container's log, as `kubectl logs -f POD`.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The pod.
+    pod: String,
+    /// The pod's namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n', value_name = "NS")]
+    namespace: Option<String>,
+    /// The container (default: the pod's only container).
+    #[arg(long, short = 'c', value_name = "NAME")]
+    container: Option<String>,
+    /// Start with the last N lines (default: the whole log).
+    #[arg(long, value_name = "N")]
+    tail: Option<i64>,
+    /// Print what is there and exit instead of following.
+    #[arg(long)]
+    no_follow: bool,
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
     examples::init_tracing();
-    let args = examples::Flags::parse(
-        &[
-            "--namespace",
-            "--container",
-            "--tail",
-            "--kubeconfig",
-            "--master",
-        ],
-        &[],
-    )?;
-    let [pod] = args.positional() else {
-        return Err(USAGE.into());
-    };
-    let config = Config::from_flags(args.value("--master"), args.value("--kubeconfig")).await?;
-    let client = config.build()?;
-    let namespace = match args.value("--namespace") {
-        "" => client.default_namespace().to_owned(),
-        ns => ns.to_owned(),
-    };
+    examples::exit(run(cli).await)
+}
 
-    let mut options = LogOptions::default().follow(true);
-    let container = args.value("--container");
-    if !container.is_empty() {
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    let config = cli.cluster.config().await?;
+    let client = config.build()?;
+    let namespace = cli
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+
+    let mut options = LogOptions::default().follow(!cli.no_follow);
+    if let Some(container) = &cli.container {
         options = options.container(container);
     }
-    let tail = args.value("--tail");
-    if !tail.is_empty() {
-        let lines: i64 = tail.parse().map_err(|e| format!("--tail {tail:?}: {e}"))?;
+    if let Some(lines) = cli.tail {
         options = options.tail_lines(lines);
     }
 
     let pods = client.namespaced::<Pod>(&namespace);
-    let mut lines = std::pin::pin!(pods.log_stream(pod, &options).await?);
+    let mut lines = std::pin::pin!(pods.log_stream(&cli.pod, &options).await?);
     let mut stdout = std::io::stdout();
     while let Some(line) = lines.try_next().await? {
         stdout.write_all(&line)?;
