@@ -6,6 +6,7 @@ mod controllerutil;
 mod core;
 mod discovery;
 mod events;
+mod examples;
 mod fixtures;
 mod gadgets;
 mod informer;
@@ -29,5 +30,6 @@ fn main() -> std::process::ExitCode {
     tests.extend(controllerutil::tests());
     tests.extend(runtime::tests());
     tests.extend(runtime_election::tests());
+    tests.extend(examples::tests());
     tests::run(tests)
 }
