@@ -9,7 +9,8 @@ pub enum Error {
     /// A binary the environment needs is not in the assets folder.
     #[error(
         "{binary} not found in {dir} (set KUBEBUILDER_ASSETS to a folder holding etcd and \
-         kube-apiserver, or USE_EXISTING_CLUSTER=true to use the cluster from KUBECONFIG)"
+         kube-apiserver, and for a node kubelet, kube-scheduler and kube-controller-manager; or \
+         USE_EXISTING_CLUSTER=true to use the cluster from KUBECONFIG)"
     )]
     AssetNotFound {
         /// The missing binary, e.g. `kube-apiserver`.
