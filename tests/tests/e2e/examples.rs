@@ -50,6 +50,7 @@ const EXAMPLES: &[&str] = &[
     "leader_election",
     "list_pods",
     "informer_events",
+    "envtest",
 ];
 
 /// The tests' names, in the order of [`tests`].
@@ -59,7 +60,7 @@ const NAMES: [&str; 6] = [
     "examples::leader_election_hands_over_after_the_leader_is_killed",
     "examples::printed_crds_and_cluster_role_pass_a_server_dry_run",
     "examples::bad_kubeconfig_and_unreachable_cluster_give_one_error_line",
-    "examples::missing_crds_give_one_error_line",
+    "examples::envtest_example_runs_a_control_plane_without_the_crds",
 ];
 
 pub fn tests() -> Vec<Test> {
@@ -960,13 +961,18 @@ fn tempfile_dir(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 async fn missing_crds(_ctx: Context) -> anyhow::Result<()> {
-    // A control plane of our own: the shared one gets the CRDs from the other tests.
-    let env = EnvironmentOptions::default().start().await?;
-    let kubeconfig = env
-        .kubeconfig_path()
-        .context("the environment has no kubeconfig")?
-        .display()
-        .to_string();
+    // The envtest example's control plane: the shared one gets the CRDs from the other tests.
+    let mut env = Running::start("envtest", &[]).await?;
+    let kubeconfig = eventually("envtest to print its kubeconfig", CONVERGE, || async {
+        let output = env.output.lock();
+        output
+            .stdout
+            .iter()
+            .find_map(|l| l.strip_prefix("kubeconfig: "))
+            .map(str::to_owned)
+    })
+    .await
+    .with_context(|| env.tail())?;
     for (example, crd) in [
         ("podcount", "podcounts.examples.ferrokube.dev"),
         ("sample_controller", "foos.examples.ferrokube.dev"),
@@ -978,5 +984,25 @@ async fn missing_crds(_ctx: Context) -> anyhow::Result<()> {
             &[crd, "is not installed", "--install-crd"],
         )?;
     }
+    let (status, stdout, stderr) = run_once(
+        "list_pods",
+        &strings(&["--once", "--kubeconfig", &kubeconfig]),
+    )
+    .await?;
+    ensure!(
+        status.success() && stdout == "There are 0 pods in the cluster\n",
+        "list_pods: {status}: {stdout:?} {stderr}"
+    );
+    env.signal("TERM").await?;
+    let status = env.wait(Duration::from_secs(30)).await?;
+    ensure!(
+        status.success(),
+        "envtest exited with {status}\n{}",
+        env.tail()
+    );
+    ensure!(
+        !Path::new(&kubeconfig).exists(),
+        "envtest left {kubeconfig} behind"
+    );
     Ok(())
 }
