@@ -78,7 +78,8 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
 
 /// As [`run`], with the node tier (kube-scheduler, containerd, a kubelet): pods really run.
 /// Without root, a kubelet or the host tools, one line (`node: SKIPPED: …`) says why and every
-/// test is reported as ignored. On an existing cluster the tests run against its nodes.
+/// test is reported as ignored; likewise with `USE_EXISTING_CLUSTER=true` (the tests use the
+/// node tier's own images).
 pub fn run_node(tests: Vec<Test>) -> ExitCode {
     run_suite(
         "node",
@@ -109,7 +110,13 @@ fn run_suite(label: &str, options: EnvironmentOptions, tests: Vec<Test>) -> Exit
     let existing = options.uses_existing_cluster();
     let assets = options.resolved_assets_dir();
     let has_assets = assets.join("etcd").is_file() && assets.join("kube-apiserver").is_file();
-    let unavailable = if !existing && !has_assets {
+    let unavailable = if existing && options.has_node() {
+        Some(
+            "USE_EXISTING_CLUSTER=true: the node tests run the node tier's own images \
+             (ferrokube.local/busybox, never pulled), which an existing cluster does not have"
+                .to_owned(),
+        )
+    } else if !existing && !has_assets {
         Some(format!(
             "no control plane: {} holds no etcd and kube-apiserver \
              (set KUBEBUILDER_ASSETS, or USE_EXISTING_CLUSTER=true to use KUBECONFIG)",

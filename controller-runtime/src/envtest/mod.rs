@@ -99,7 +99,8 @@ impl EnvironmentOptions {
 
     /// Also run a node (off by default): kube-controller-manager with all controllers,
     /// kube-scheduler, containerd and a kubelet, so pods really run. Needs root, `kubelet` and
-    /// `kube-scheduler` in the assets folder and the host tools [`NodeOptions`] lists.
+    /// `kube-scheduler` in the assets folder and the host tools [`NodeOptions`] lists. Ignored
+    /// with an existing cluster.
     #[must_use]
     pub fn node(mut self, options: NodeOptions) -> Self {
         self.node = Some(options);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use ferrokube_informer::{EventHandlerFuncs, InformerConfig, SharedIndexInformer};
-use ferrokube_runtime::client::WriteOptions;
+use ferrokube_runtime::client::{Client, ListOptions, WriteOptions};
+use ferrokube_runtime::envtest::BUSYBOX_IMAGE;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -22,6 +24,7 @@ pub fn tests() -> Vec<Test> {
             "pods::informer_sees_pending_then_running",
             informer_sees_pending_then_running,
         ),
+        Test::new("pods::deployment_pods_run", deployment_pods_run),
     ]
 }
 
@@ -87,5 +90,49 @@ async fn informer_sees_pending_then_running(ctx: Context) -> anyhow::Result<()> 
     );
     cancel.cancel();
     run.abort();
+    Ok(())
+}
+
+/// A workload's pods are real: the controller-manager creates them, the scheduler places
+/// them, the kubelet runs them, and the Deployment reports them available.
+async fn deployment_pods_run(ctx: Context) -> anyhow::Result<()> {
+    let client = Client::from_kube(ctx.client.clone());
+    let deployments = client.namespaced::<Deployment>(&ctx.namespace);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "sleepers"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "sleepers"}},
+            "template": {
+                "metadata": {"labels": {"app": "sleepers"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "main",
+                        "image": BUSYBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                    }],
+                },
+            },
+        },
+    }))?;
+    deployments
+        .create(&deployment, &WriteOptions::default())
+        .await?;
+    eventually("2 available replicas", Duration::from_secs(60), || async {
+        let d = deployments.get("sleepers").await.ok()?;
+        (d.status?.available_replicas? == 2).then_some(())
+    })
+    .await?;
+    let pods = pods(&ctx)
+        .list(&ListOptions::default().labels("app=sleepers"))
+        .await?;
+    let running = pods.items.iter().filter(|p| phase(p) == "Running").count();
+    ensure!(
+        running == 2,
+        "{running} of {} pods Running",
+        pods.items.len()
+    );
     Ok(())
 }
