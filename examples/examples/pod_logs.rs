@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), BoxError> {
     let config = cli.cluster.config().await?;
     let client = config.build()?;
+    examples::connect(&client, &config).await?;
     let namespace = cli
         .namespace
         .unwrap_or_else(|| client.default_namespace().to_owned());

@@ -50,6 +50,7 @@ const EXAMPLES: &[&str] = &[
     "leader_election",
     "list_pods",
     "informer_events",
+    "pod_logs",
     "envtest",
 ];
 
@@ -941,8 +942,14 @@ async fn config_errors(ctx: Context) -> anyhow::Result<()> {
             &["kubeconfig", "No such file"],
         )?;
     }
-    for example in ["leader_election", "list_pods", "informer_events"] {
-        let args = strings(&["--kubeconfig", &path(&unreachable)]);
+    for (example, first) in [
+        ("leader_election", None),
+        ("list_pods", None),
+        ("informer_events", None),
+        ("pod_logs", Some("some-pod")),
+    ] {
+        let mut args = strings(&["--kubeconfig", &path(&unreachable)]);
+        args.extend(first.map(str::to_owned));
         one_error_line(
             &format!("{example} against a closed port"),
             &run_once(example, &args).await?,
