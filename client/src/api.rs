@@ -36,6 +36,7 @@ pub struct Api<K> {
     group: String,
     version: String,
     plural: String,
+    without_managed_fields: bool,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -47,6 +48,7 @@ impl<K> Clone for Api<K> {
             group: self.group.clone(),
             version: self.version.clone(),
             plural: self.plural.clone(),
+            without_managed_fields: self.without_managed_fields,
             _kind: std::marker::PhantomData,
         }
     }
@@ -72,8 +74,18 @@ impl<K: Resource> Api<K> {
             group: K::group(dynamic_type).into_owned(),
             version: K::version(dynamic_type).into_owned(),
             plural: K::plural(dynamic_type).into_owned(),
+            without_managed_fields: false,
             _kind: std::marker::PhantomData,
         }
+    }
+
+    /// Objects this `Api` returns (from get, create, update, patch and their status
+    /// variants) are decoded without `metadata.managedFields`, as informer caches hold them:
+    /// cheaper to decode and to keep. Lists and watches are not affected.
+    #[must_use]
+    pub fn without_managed_fields(mut self) -> Self {
+        self.without_managed_fields = true;
+        self
     }
 
     /// The namespace, if scoped to one.
@@ -105,9 +117,18 @@ impl<K> Api<K>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned + Send + 'static,
 {
+    /// Sends `request` and decodes the object it returns.
+    async fn object(&self, request: Request) -> Result<K> {
+        if self.without_managed_fields {
+            request.decode_without_managed_fields().await
+        } else {
+            request.decode().await
+        }
+    }
+
     /// Gets an object by name.
     pub async fn get(&self, name: &str) -> Result<K> {
-        self.object_request(Method::GET, name).decode().await
+        self.object(self.object_request(Method::GET, name)).await
     }
 
     /// Gets an object by name; `None` if it does not exist.
@@ -141,45 +162,43 @@ where
 
     /// Creates an object.
     pub async fn create(&self, object: &K, options: &WriteOptions) -> Result<K> {
-        self.request(Method::POST)
+        let request = self
+            .request(Method::POST)
             .params(options.to_query())
-            .json(object)
-            .decode()
-            .await
+            .json(object);
+        self.object(request).await
     }
 
     /// Replaces an object (its resourceVersion guards against lost updates).
     pub async fn update(&self, object: &K, options: &WriteOptions) -> Result<K> {
         let name = name_of(object)?;
-        self.object_request(Method::PUT, name)
+        let request = self
+            .object_request(Method::PUT, name)
             .params(options.to_query())
-            .json(object)
-            .decode()
-            .await
+            .json(object);
+        self.object(request).await
     }
 
     /// Replaces an object's status subresource.
     pub async fn update_status(&self, object: &K, options: &WriteOptions) -> Result<K> {
         let name = name_of(object)?;
-        self.object_request(Method::PUT, name)
+        let request = self
+            .object_request(Method::PUT, name)
             .subresource("status")
             .params(options.to_query())
-            .json(object)
-            .decode()
-            .await
+            .json(object);
+        self.object(request).await
     }
 
     /// Gets an object through its status subresource.
     pub async fn get_status(&self, name: &str) -> Result<K> {
-        self.object_request(Method::GET, name)
-            .subresource("status")
-            .decode()
+        self.object(self.object_request(Method::GET, name).subresource("status"))
             .await
     }
 
     /// Patches an object (merge, JSON, strategic merge or server-side apply).
     pub async fn patch(&self, name: &str, patch: &Patch, options: &PatchOptions) -> Result<K> {
-        self.patch_request(name, patch, options).decode().await
+        self.object(self.patch_request(name, patch, options)).await
     }
 
     /// Patches an object's status subresource.
@@ -189,10 +208,11 @@ where
         patch: &Patch,
         options: &PatchOptions,
     ) -> Result<K> {
-        self.patch_request(name, patch, options)
-            .subresource("status")
-            .decode()
-            .await
+        self.object(
+            self.patch_request(name, patch, options)
+                .subresource("status"),
+        )
+        .await
     }
 
     fn patch_request(&self, name: &str, patch: &Patch, options: &PatchOptions) -> Request {

@@ -33,6 +33,8 @@ pub mod proxy;
 pub mod request;
 pub mod restmapper;
 pub mod retry;
+#[doc(hidden)]
+pub mod skip;
 pub mod throttle;
 pub mod watch;
 

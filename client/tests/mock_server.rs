@@ -208,6 +208,27 @@ async fn truncated_json_is_a_decode_error_naming_the_url() {
 }
 
 #[tokio::test]
+async fn without_managed_fields_leaves_them_out_of_returned_objects() {
+    const WITH_MANAGED: &str = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","namespace":"ns","managedFields":[{"manager":"kubectl","operation":"Update"}]},"data":{"a":"b"}}"#;
+    let mock = Mock::start(|_, _| async { respond(200, WITH_MANAGED) }).await;
+    let full = configmaps(&mock.client()).get("cm").await.unwrap();
+    assert_eq!(full.metadata.managed_fields.map(|m| m.len()), Some(1));
+    let api = configmaps(&mock.client()).without_managed_fields();
+    let lean = api.get("cm").await.unwrap();
+    assert!(lean.metadata.managed_fields.is_none());
+    assert_eq!(lean.data.unwrap()["a"], "b");
+    let patched = api
+        .patch_status(
+            "cm",
+            &ferrokube_client::Patch::Merge(serde_json::json!({})),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(patched.metadata.managed_fields.is_none());
+}
+
+#[tokio::test]
 async fn garbage_on_a_server_error_becomes_a_status_with_the_text() {
     let mock = Mock::start(|_, _| async { respond(500, "<html>upstream exploded</html>") }).await;
     let err = configmaps(&mock.client()).get("cm").await.unwrap_err();

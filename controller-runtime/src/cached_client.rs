@@ -50,6 +50,7 @@ pub trait WriteObject: CacheObject + Clone + Debug + Serialize {}
 impl<K: CacheObject + Clone + Debug + Serialize> WriteObject for K {}
 
 /// Reads from the cache (`Arc`s of cached objects, no API call), writes to the API server.
+/// Objects returned by writes come without `metadata.managedFields`, like cached ones.
 /// Cheap to clone.
 ///
 /// ```no_run
@@ -122,8 +123,10 @@ impl CachedClient {
         Api::new(self.client.clone(), namespace, &())
     }
 
+    /// Writes return objects without `managedFields`, as the cache holds them.
     fn api_for<K: kube::Resource<DynamicType = ()>>(&self, object: &K) -> Api<K> {
         self.api(object.meta().namespace.as_deref())
+            .without_managed_fields()
     }
 
     fn write_options(&self) -> WriteOptions {

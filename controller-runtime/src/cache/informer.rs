@@ -229,6 +229,28 @@ impl<K: Resource + 'static> Informer<K> {
         self.len() == 0
     }
 
+    /// The cached object `namespace/name`, read synchronously (for event handlers and map
+    /// functions: no sync wait, so check [`has_synced`](Self::has_synced) where it matters).
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<K>> {
+        self.part_for(namespace)?.get(namespace, name)
+    }
+
+    /// The cached objects whose labels match `selector`, in `namespace` or everywhere;
+    /// read synchronously, like [`get`](Self::get).
+    pub fn list(&self, namespace: Option<&str>, selector: &Selector) -> Vec<Arc<K>> {
+        match namespace {
+            Some(ns) => self
+                .part_for(Some(ns))
+                .map(|p| p.list_namespaced(ns, selector))
+                .unwrap_or_default(),
+            None => self
+                .parts
+                .iter()
+                .flat_map(|(_, p)| p.list(selector))
+                .collect(),
+        }
+    }
+
     /// Adds an event handler to every underlying informer; handlers added after the informer
     /// started first get the cached objects as initial adds.
     pub fn add_event_handler(&self, handler: impl ResourceEventHandler<K>) -> HandlerRegistration {

@@ -47,7 +47,6 @@ impl Manager {
                 )
                 .await?;
                 *inner.server_address.lock() = Some(server.local_addr());
-                tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
                 let errors = errors.clone();
                 let stop = server_stop.clone();
                 Some(tokio::spawn(async move {

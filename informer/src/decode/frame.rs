@@ -4,9 +4,9 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::skip::Key;
 use super::{DecodeError, Decoder};
 use crate::json::Scanner;
+use ferrokube_client::skip::Key;
 
 /// A watch frame split into its type and its object's bytes.
 #[derive(Debug)]

@@ -15,13 +15,12 @@ use std::sync::Arc;
 use serde::Deserializer;
 use serde::de::DeserializeOwned;
 
-use skip::SkipManagedFields;
+use ferrokube_client::skip::SkipManagedFields;
 
 mod fast;
 pub(crate) mod frame;
 mod list;
 mod pool;
-mod skip;
 #[cfg(test)]
 mod tests;
 

@@ -1,4 +1,5 @@
-//! Skipping `metadata.managedFields` while an object is deserialized.
+//! Skipping `metadata.managedFields` while an object is deserialized (shared by the
+//! informer's decoders and [`Api::without_managed_fields`](crate::Api::without_managed_fields)).
 //!
 //! [`SkipManagedFields`] wraps any serde `Deserializer` for a whole Kubernetes object. It
 //! watches the keys of the object's top-level map and of its `metadata` map, and consumes
@@ -22,14 +23,14 @@ enum Level {
 }
 
 /// A deserializer for a whole object that leaves `metadata.managedFields` out.
-pub(crate) struct SkipManagedFields<D> {
+pub struct SkipManagedFields<D> {
     inner: D,
     level: Level,
 }
 
 impl<D> SkipManagedFields<D> {
     /// Wraps the deserializer of a whole object.
-    pub(crate) fn new(inner: D) -> Self {
+    pub fn new(inner: D) -> Self {
         Self {
             inner,
             level: Level::Object,
@@ -240,13 +241,16 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for MetadataSeed<S> {
 }
 
 /// A map key, borrowed from the input when it has no escapes.
-pub(super) enum Key<'de> {
+pub enum Key<'de> {
+    /// Borrowed from the input.
     Borrowed(&'de str),
+    /// Unescaped into a new string.
     Owned(String),
 }
 
 impl Key<'_> {
-    pub(super) fn as_str(&self) -> &str {
+    /// The key.
+    pub fn as_str(&self) -> &str {
         match self {
             Key::Borrowed(s) => s,
             Key::Owned(s) => s,
