@@ -373,9 +373,10 @@ impl<R: Reconciler> Worker<R> {
     }
 
     async fn call(&self, request: Request, ctx: Context) -> Outcome {
+        // Boxed once: the wrappers below (panic catching, timeout, tracing) then move a
+        // pointer instead of copying a reconciler's often large future.
         let future = async {
-            self.reconciler
-                .reconcile(request, ctx)
+            Box::pin(self.reconciler.reconcile(request, ctx))
                 .await
                 .map_err(Into::into)
         };
