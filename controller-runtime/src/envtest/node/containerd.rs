@@ -2,6 +2,7 @@
 //! under the environment's folder (a test run never touches the host's containerd), started,
 //! waited for, and loaded with the node's images through `ctr`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,41 @@ oom_score = 0
         cni_bin = quote(&tools.cni_bin_dir),
         cni_conf = quote(&layout.cni_conf_dir),
     )
+}
+
+/// The IDs of the node's containers and sandboxes, from containerd's own folders: the CRI
+/// plugin's per-container and per-sandbox folders and the v2 task bundles.
+pub(crate) fn container_ids(layout: &NodeLayout) -> BTreeSet<String> {
+    let cri = "io.containerd.grpc.v1.cri";
+    let tasks = "io.containerd.runtime.v2.task";
+    let folders = [
+        layout.containerd_root.join(cri).join("containers"),
+        layout.containerd_root.join(cri).join("sandboxes"),
+        layout.containerd_state.join(cri).join("containers"),
+        layout.containerd_state.join(cri).join("sandboxes"),
+        layout.containerd_state.join(tasks).join(CRI_NAMESPACE),
+    ];
+    folders
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// The names of the shim sockets of `ids` in [`SHIM_SOCKETS`](super::host::SHIM_SOCKETS):
+/// containerd 1.6 names them by the SHA-256 of `<containerd socket>/<namespace>/<id>`.
+pub(crate) fn shim_socket_names(layout: &NodeLayout, ids: &BTreeSet<String>) -> BTreeSet<String> {
+    let socket = layout.containerd_socket.display().to_string();
+    ids.iter()
+        .map(|id| {
+            let path = format!("{socket}/{CRI_NAMESPACE}/{id}");
+            let digest = ring::digest::digest(&ring::digest::SHA256, path.as_bytes());
+            digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect()
 }
 
 /// A TOML basic string.

@@ -27,6 +27,8 @@ const KERNEL_SETTINGS: [&str; 7] = [
 const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
 /// Where libcni caches results, not configurable in containerd 1.6.
 const CNI_RESULTS: &str = "/var/lib/cni/results";
+/// Where containerd 1.6's shims put their sockets, whatever containerd's state folder.
+pub(crate) const SHIM_SOCKETS: &str = "/run/containerd/s";
 
 // === impl KernelSettings ===
 
@@ -265,6 +267,18 @@ pub(crate) fn processes_mentioning(needle: &str) -> BTreeSet<u32> {
         .collect()
 }
 
+/// Whether process `pid` exists and is not a zombie (`/proc/<pid>/stat`).
+pub(crate) fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
 /// Sends SIGKILL to `pids` (std can only kill its own children).
 pub(crate) fn kill(pids: &BTreeSet<u32>) {
     if pids.is_empty() {
@@ -291,7 +305,7 @@ const OUTSIDE_DIRS: [(&str, &[&str]); 3] = [
         &["kubelet.sock", "kubelet_internal_checkpoint"],
     ),
     // containerd 1.6's shims put their sockets here, whatever containerd's state folder.
-    ("/run/containerd/s", &[]),
+    (SHIM_SOCKETS, &[]),
     // libcni's result cache (`<network>-<container>-<interface>`).
     (CNI_RESULTS, &[]),
 ];
@@ -320,9 +334,17 @@ impl OutsideFiles {
         Self { existed }
     }
 
-    /// Removes container log links into `dir` and cached CNI results of `network`; then, in
-    /// the folders the node created, the kubelet's fixed files, and the folders once empty.
-    pub(crate) fn remove(&self, dir: &Path, network: &str) {
+    /// Removes container log links into `dir`, cached CNI results of `network` or naming one
+    /// of the node's container `ids` (containerd's loopback network), and the shim sockets
+    /// named `shim_sockets`; then, in the folders the node created, the kubelet's fixed
+    /// files, and the folders once empty.
+    pub(crate) fn remove(
+        &self,
+        dir: &Path,
+        network: &str,
+        ids: &BTreeSet<String>,
+        shim_sockets: &BTreeSet<String>,
+    ) {
         if let Ok(links) = std::fs::read_dir(CONTAINER_LOG_LINKS) {
             for link in links.flatten() {
                 if std::fs::read_link(link.path()).is_ok_and(|t| t.starts_with(dir)) {
@@ -332,14 +354,16 @@ impl OutsideFiles {
         }
         if let Ok(results) = std::fs::read_dir(CNI_RESULTS) {
             for result in results.flatten() {
-                if result
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{network}-"))
-                {
+                let name = result.file_name().to_string_lossy().into_owned();
+                let ours = name.starts_with(&format!("{network}-"))
+                    || ids.iter().any(|id| name.contains(&format!("-{id}-")));
+                if ours {
                     let _ = std::fs::remove_file(result.path());
                 }
             }
+        }
+        for socket in shim_sockets {
+            let _ = std::fs::remove_file(Path::new(SHIM_SOCKETS).join(socket));
         }
         let created = |p: &Path| !self.existed.iter().any(|e| e == p);
         for (folder, files) in OUTSIDE_DIRS {
@@ -394,6 +418,20 @@ mod tests {
         let pos = |p: &str| order.iter().position(|o| o == &dir.path().join(p)).unwrap();
         assert!(pos("a/b/c") < pos("a/b") && pos("a/b") < pos("a"));
         assert_eq!(order.last().unwrap(), dir.path());
+    }
+
+    #[test]
+    fn this_process_runs_and_a_reaped_child_does_not() {
+        assert!(is_running(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(
+            !is_running(pid)
+                || std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| !c.contains("true")),
+            "pid reused by another process"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!    containerd shims (they name the node's socket) and containerd.
 //! 4. Whatever is still mounted under the environment's folder is unmounted (lazily), the
 //!    bridge and any veth on it are deleted, the cgroup tree removed, kernel settings restored,
-//!    and the container log links and CNI result cache entries outside the folder removed.
+//!    and what the kubelet, containerd's shims and CNI keep outside the folder removed: the
+//!    container log links, cached CNI results and shim sockets of this node's containers.
 
 use std::time::Duration;
 
@@ -29,8 +30,9 @@ pub(super) fn run(node: &mut Node) {
     }
     if let Some(kubelet) = &mut node.kubelet
         && kubelet.exited().is_none()
+        && let Some(pid) = kubelet.id()
     {
-        delete_pods(node.admin.clone());
+        delete_pods(node.admin.clone(), pid);
     }
     if let Some(kubelet) = &mut node.kubelet {
         kubelet.stop();
@@ -59,15 +61,18 @@ pub(super) fn run(node: &mut Node) {
         kernel.restore();
     }
     if let Some(outside) = &node.outside {
-        outside.remove(&node.layout.dir, &node.plan.network);
+        // The containers' IDs, read before the folder goes: they name the files left outside.
+        let ids = super::containerd::container_ids(&node.layout);
+        let shim_sockets = super::containerd::shim_socket_names(&node.layout, &ids);
+        outside.remove(&node.layout.dir, &node.plan.network, &ids, &shim_sockets);
     }
     tracing::debug!(node = %node.plan.name, "envtest node torn down");
 }
 
-/// Deletes every pod and waits (at most [`POD_DELETION_PATIENCE`]) until the API no longer
-/// lists any. Runs on a thread of its own with its own runtime: this is called from `Drop`,
-/// maybe inside another runtime.
-fn delete_pods(admin: kube::Config) {
+/// Deletes every pod and waits (at most [`POD_DELETION_PATIENCE`], and only while the
+/// kubelet `kubelet` runs) until the API no longer lists any. Runs on a thread of its own with
+/// its own runtime: this is called from `Drop`, maybe inside another runtime.
+fn delete_pods(admin: kube::Config, kubelet: u32) {
     let work = move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -80,7 +85,8 @@ fn delete_pods(admin: kube::Config) {
             }
         };
         runtime.block_on(async {
-            match tokio::time::timeout(POD_DELETION_PATIENCE, delete_pods_async(admin)).await {
+            let work = delete_pods_async(admin, kubelet);
+            match tokio::time::timeout(POD_DELETION_PATIENCE, work).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "envtest node: deleting pods failed"),
                 Err(_) => tracing::warn!(
@@ -98,7 +104,7 @@ fn delete_pods(admin: kube::Config) {
     }
 }
 
-async fn delete_pods_async(admin: kube::Config) -> Result<(), kube::Error> {
+async fn delete_pods_async(admin: kube::Config, kubelet: u32) -> Result<(), kube::Error> {
     let client = kube::Client::try_from(admin)?;
     let all = kube::Api::<Pod>::all(client.clone());
     let grace = DeleteParams {
@@ -108,6 +114,12 @@ async fn delete_pods_async(admin: kube::Config) -> Result<(), kube::Error> {
     loop {
         let pods = all.list(&ListParams::default()).await?;
         if pods.items.is_empty() {
+            return Ok(());
+        }
+        if !host::is_running(kubelet) {
+            tracing::warn!(
+                "envtest node: the kubelet stopped before its pods were gone; killing them"
+            );
             return Ok(());
         }
         for pod in pods.items {
