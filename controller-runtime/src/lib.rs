@@ -60,6 +60,23 @@
 //! }
 //! ```
 //!
+//! # Custom resources through the one dependency
+//!
+//! `#[derive(CustomResource)]` works through the re-exports when told where the crates are
+//! (add `serde`, `serde_json` and, for a generated schema, `schemars` to your dependencies):
+//!
+//! ```ignore
+//! #[derive(ferrokube_runtime::kube::CustomResource, Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+//! #[kube(group = "example.com", version = "v1", kind = "Widget", namespaced, status = "WidgetStatus")]
+//! #[kube(crates(
+//!     kube_core = "::ferrokube_runtime::kube::core",
+//!     k8s_openapi = "::ferrokube_runtime::k8s_openapi",
+//! ))]
+//! struct WidgetSpec { size: i32 }
+//! ```
+//!
+//! (`examples/examples/podcount.rs` in the repository is a complete operator written this way.)
+//!
 //! # Map
 //!
 //! | module | controller-runtime | what |
