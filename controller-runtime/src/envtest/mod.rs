@@ -101,6 +101,17 @@ impl EnvironmentOptions {
     /// kube-scheduler, containerd and a kubelet, so pods really run. Needs root, `kubelet` and
     /// `kube-scheduler` in the assets folder and the host tools [`NodeOptions`] lists. Ignored
     /// with an existing cluster.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ferrokube_runtime::envtest::{BUSYBOX_IMAGE, EnvironmentOptions, NodeOptions};
+    ///
+    /// let options = EnvironmentOptions::default().node(NodeOptions::default());
+    /// options.preflight()?; // says what this host lacks, without starting anything
+    /// let env = options.start().await?;
+    /// println!("node {:?} runs pods of {BUSYBOX_IMAGE} (imagePullPolicy: Never)", env.node_name());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn node(mut self, options: NodeOptions) -> Self {
         self.node = Some(options);
