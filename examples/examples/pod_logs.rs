@@ -2,8 +2,8 @@
 //! the container stops or the connection closes.
 //!
 //! ```text
-//! cargo run -p examples --example pod_logs -- POD [--namespace NS] [--container C] [--tail N]
-//!     [--kubeconfig PATH] [--context NAME] [--master URL]
+//! cargo run -p examples --example pod_logs -- POD [--follow | --no-follow] [--namespace NS]
+//!     [--container C] [--tail N] [--kubeconfig PATH] [--context NAME] [--master URL]
 //! ```
 //! Without `--namespace`, the kubeconfig context's namespace is used; without `--container`,
 //! the pod must have a single container.
@@ -34,6 +34,9 @@ struct Cli {
     /// Start with the last N lines (default: the whole log).
     #[arg(long, value_name = "N")]
     tail: Option<i64>,
+    /// Follow the log as it is written, like `kubectl logs -f` (the default).
+    #[arg(long, short = 'f', conflicts_with = "no_follow")]
+    follow: bool,
     /// Print what is there and exit instead of following.
     #[arg(long)]
     no_follow: bool,
@@ -54,7 +57,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         .namespace
         .unwrap_or_else(|| client.default_namespace().to_owned());
 
-    let mut options = LogOptions::default().follow(!cli.no_follow);
+    // Following is the default; `--follow` says so explicitly.
+    let follow = cli.follow || !cli.no_follow;
+    let mut options = LogOptions::default().follow(follow);
     if let Some(container) = &cli.container {
         options = options.container(container);
     }
