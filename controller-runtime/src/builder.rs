@@ -320,6 +320,9 @@ impl Builder {
     /// the manager has started.
     pub fn complete<R: Reconciler>(self, reconciler: R) -> Result<(), Error> {
         let manager = self.manager.clone();
+        if manager.is_started() {
+            return Err(Error::Manager(crate::manager::Error::AlreadyStarted));
+        }
         let controller = self.build(reconciler)?;
         manager.register_controller_name(controller.name())?;
         for source in &controller.sources {

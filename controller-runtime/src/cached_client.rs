@@ -25,6 +25,15 @@ pub enum Error {
         /// The object's kind.
         kind: String,
     },
+    /// The object could not be serialized for a server-side apply.
+    #[error("cannot serialize the {kind} to apply")]
+    Serialize {
+        /// The object's kind.
+        kind: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -237,10 +246,9 @@ impl CachedClient {
         force: bool,
     ) -> Result<K, Error> {
         let name = name_of(object)?;
-        let patch = Patch::apply(object).map_err(|e| {
-            Error::Api(ferrokube_client::Error::InvalidRequest(format!(
-                "cannot serialize the object to apply: {e}"
-            )))
+        let patch = Patch::apply(object).map_err(|source| Error::Serialize {
+            kind: K::kind(&()).into_owned(),
+            source,
         })?;
         let mut options = PatchOptions::apply(field_manager);
         if force {

@@ -187,15 +187,32 @@ impl TerminalError {
     }
 }
 
+/// Shows the wrapped error (whose causes follow as this error's sources): marking an error
+/// terminal does not change how it reads.
 impl fmt::Display for TerminalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "terminal error: {}", self.source)
+        fmt::Display::fmt(&self.source, f)
     }
 }
 
 impl StdError for TerminalError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
+        self.source.source()
+    }
+}
+
+/// Shows an error and its causes on one line, `error: cause: cause` (for logs).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -381,7 +398,8 @@ mod tests {
         assert!(is_terminal(&*direct));
         let wrapped: BoxError = Outer(TerminalError::new("bad spec")).into();
         assert!(is_terminal(&*wrapped));
-        assert_eq!(direct.to_string(), "terminal error: bad spec");
+        assert_eq!(direct.to_string(), "bad spec");
+        assert_eq!(Chain(&*wrapped).to_string(), "outer: bad spec");
     }
 
     #[test]

@@ -372,6 +372,11 @@ impl Cache {
                 message,
             }),
         };
+        {
+            // Informers created from now on are not started: the cache has stopped.
+            let _informers = self.inner.informers.lock();
+            *self.inner.running.lock() = None;
+        }
         stop.cancel();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock());
         for task in tasks {
@@ -380,7 +385,7 @@ impl Cache {
         result
     }
 
-    /// Whether the cache is running.
+    /// Whether the cache is running (started and not stopped).
     pub fn is_started(&self) -> bool {
         self.inner.running.lock().is_some()
     }

@@ -130,6 +130,10 @@ impl<K> ByObject<K> {
 
     /// Applied to every object before it is cached (after `managedFields` are stripped),
     /// e.g. to drop fields the controller never reads. Not applied in compact mode.
+    ///
+    /// Cached objects are then not what the server holds: never write one back whole
+    /// (`update`, `create_or_update`), or the dropped fields are erased on the server; patch
+    /// instead (`patch`, `create_or_patch`).
     pub fn transform(mut self, transform: impl Fn(K) -> K + Send + Sync + 'static) -> Self {
         self.transform = Some(Arc::new(transform));
         self

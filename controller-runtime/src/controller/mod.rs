@@ -125,8 +125,8 @@ impl Options {
         self
     }
 
-    /// Catch panics in reconciles (default true). When false a panic ends the worker's task
-    /// and the manager with it.
+    /// Catch panics in reconciles (default true). When false a panic ends the controller
+    /// at once (the manager then stops with [`RunnablePanicked`](crate::manager::Error::RunnablePanicked)).
     pub fn recover_panic(mut self, recover: bool) -> Self {
         self.recover_panic = recover;
         self
@@ -239,7 +239,19 @@ impl<R: Reconciler> Controller<R> {
             let worker = worker.clone();
             tasks.spawn(async move { worker.run().await });
         }
-        cancel.cancelled().await;
+        // A worker ends early only by panicking (with `recover_panic(false)`): that panic
+        // ends the controller (and the manager) at once instead of leaving fewer workers.
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            Some(joined) = tasks.join_next() => {
+                self.queue.shutdown();
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
         tracing::info!(controller = %self.name, "stopping: waiting for reconciles in flight");
         self.queue.shutdown();
         while let Some(joined) = tasks.join_next().await {
@@ -279,6 +291,21 @@ impl<R> Clone for Worker<R> {
     }
 }
 
+/// While a worker reconciles a key: on drop (also on unwind) the key is done and the
+/// worker is counted idle again.
+struct Busy<'a> {
+    queue: &'a PriorityQueue<Request>,
+    metrics: &'a ControllerMetrics,
+    request: &'a Request,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.metrics.worker_finished();
+        self.queue.done(self.request);
+    }
+}
+
 /// How a reconcile ended.
 enum Outcome {
     Finished(Result<reconcile::Action, BoxError>),
@@ -301,10 +328,14 @@ impl<R: Reconciler> Worker<R> {
                 self.queue.done(&request);
                 return;
             }
+            // Marks the key done and the worker idle even if the reconcile panics.
+            let _busy = Busy {
+                queue: &self.queue,
+                metrics: &self.metrics,
+                request: &request,
+            };
             self.metrics.worker_started();
             self.reconcile(&request, priority).await;
-            self.metrics.worker_finished();
-            self.queue.done(&request);
         }
     }
 
@@ -348,13 +379,13 @@ impl<R: Reconciler> Worker<R> {
                 self.metrics.terminal_error();
                 self.metrics.error();
                 self.metrics.reconcile(ReconcileResult::Error);
-                tracing::error!(error = %error, "reconcile failed with a terminal error; not retrying");
+                tracing::error!(error = %reconcile::Chain(&*error), "reconcile failed with a terminal error; not retrying");
             }
             Outcome::Finished(Err(error)) => {
                 self.queue.add_with(request.clone(), retry);
                 self.metrics.error();
                 self.metrics.reconcile(ReconcileResult::Error);
-                tracing::error!(error = %error, "reconcile failed; retrying");
+                tracing::error!(error = %reconcile::Chain(&*error), "reconcile failed; retrying");
             }
             Outcome::Panicked(message) => {
                 self.queue.add_with(request.clone(), retry);

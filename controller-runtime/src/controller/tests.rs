@@ -390,3 +390,33 @@ async fn predicates_and_filters_drop_events() {
     enqueue.on_update(config_map("moved", "1"), config_map("moved", "2"));
     assert_eq!(queue.len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_recover_panic_a_panic_ends_the_controller() {
+    let reconciler = reconcile::from_fn(|_: Request, _| async {
+        panic!("unrecovered");
+        #[allow(unreachable_code)]
+        Ok::<_, BoxError>(Action::done())
+    });
+    let metrics = Metrics::new();
+    let mut ctrl = controller(reconciler, 2, &metrics);
+    ctrl.options = Options::default()
+        .max_concurrent_reconciles(2)
+        .recover_panic(false);
+    let queue = ctrl.queue.clone();
+    let task = tokio::spawn(ctrl.run(cache(), CancellationToken::new()));
+    queue.add(Request::cluster("boom"));
+    let joined = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the controller ended");
+    let panic = joined.expect_err("the controller panicked").into_panic();
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"unrecovered"));
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"controller_runtime_active_workers{controller="test"}"#
+        ),
+        0.0,
+        "the panicking worker was counted idle again"
+    );
+}

@@ -296,6 +296,11 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether [`start`](Self::start) has been called.
+    pub fn is_started(&self) -> bool {
+        self.inner.started.load(Ordering::Acquire)
+    }
+
     /// Reserves a controller name (unique per manager).
     pub(crate) fn register_controller_name(&self, name: &str) -> Result<(), Error> {
         if !self.inner.controller_names.lock().insert(name.to_owned()) {

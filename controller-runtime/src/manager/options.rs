@@ -67,9 +67,11 @@ impl LeaderElectionOptions {
     }
 
     /// Release the Lease when the manager shuts down, so a standby takes over at once
-    /// (default true). The manager releases it only after every leader-elected runnable has
-    /// stopped, which is what makes this safe (controller-runtime defaults to false because
-    /// it cannot promise that).
+    /// (default true). The manager releases it after the leader-elected runnables have
+    /// stopped (controller-runtime defaults to false because it cannot promise that). If
+    /// they do not stop within the graceful shutdown timeout they are aborted and the Lease
+    /// is released all the same: a write they had already sent may still land after a
+    /// standby took over. Set this to false if that matters more than a fast handover.
     pub fn release_on_cancel(mut self, release: bool) -> Self {
         self.release_on_cancel = release;
         self

@@ -27,10 +27,25 @@ impl Manager {
     /// The first failure: the server could not bind, a runnable failed or panicked, the
     /// cache failed, leadership was lost, or shutdown timed out.
     pub async fn start(&self, shutdown: CancellationToken) -> Result<(), Error> {
-        if self.inner.started.swap(true, Ordering::AcqRel) {
+        let inner = &self.inner;
+        // Invalid leader election options fail before anything starts.
+        let elector = match &inner.leader_election {
+            Some(le) => {
+                let config = LeaderElectionConfig::new(&le.namespace, &le.name, &inner.identity)
+                    .with_lease_duration(le.lease_duration)
+                    .with_renew_deadline(le.renew_deadline)
+                    .with_retry_period(le.retry_period)
+                    .with_release_on_cancel(le.release_on_cancel);
+                Some(
+                    LeaderElector::new(inner.client.clone(), config)
+                        .map_err(Error::LeaderElectionConfig)?,
+                )
+            }
+            None => None,
+        };
+        if inner.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted);
         }
-        let inner = &self.inner;
         // Dropping this future stops everything it started.
         let root = CancellationToken::new();
         let _stop_all = root.clone().drop_guard();
@@ -75,75 +90,84 @@ impl Manager {
             .partition(|r| r.needs_leader_election());
         let others_stop = root.child_token();
         let mut others_set = Group::default();
-        for r in others {
-            spawn_runnable(&mut others_set, r, others_stop.child_token(), &errors);
-        }
-
         let elected_stop = root.child_token();
         let election_stop = root.child_token();
         let mut elected_set = Group::default();
         let mut election = None;
         let lease_name = inner.leader_election.as_ref().map(|le| le.name.clone());
-        match &inner.leader_election {
-            None => {
-                inner.leading.send_replace(true);
-                for r in elected.drain(..) {
-                    spawn_runnable(&mut elected_set, r, elected_stop.child_token(), &errors);
-                }
+
+        // As controller-runtime: runnables start once the caches have synced, so none of
+        // them reads an empty cache (a standby syncs here, before it campaigns).
+        let early = tokio::select! {
+            _ = inner.cache.wait_for_cache_sync(&shutdown) => {
+                shutdown.is_cancelled().then_some(Ok(()))
             }
-            Some(le) => {
-                let config = LeaderElectionConfig::new(&le.namespace, &le.name, &inner.identity)
-                    .with_lease_duration(le.lease_duration)
-                    .with_renew_deadline(le.renew_deadline)
-                    .with_retry_period(le.retry_period)
-                    .with_release_on_cancel(le.release_on_cancel);
-                let elector = LeaderElector::new(inner.client.clone(), config)
-                    .map_err(Error::LeaderElectionConfig)?;
-                inner.leader_healthz.set_leader_election(&elector);
-                inner.metrics.set_leader(&le.name, false);
-                tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace(), le.name), identity = %inner.identity, "attempting to acquire the leader lease");
-                election = Some(elector.run(election_stop.clone()));
+            Some(e) = failures.recv() => Some(Err(e)),
+        };
+        if early.is_none() {
+            for r in others {
+                spawn_runnable(&mut others_set, r, others_stop.child_token(), &errors);
+            }
+            match elector {
+                None => {
+                    inner.leading.send_replace(true);
+                    for r in elected.drain(..) {
+                        spawn_runnable(&mut elected_set, r, elected_stop.child_token(), &errors);
+                    }
+                }
+                Some(elector) => {
+                    inner.leader_healthz.set_leader_election(&elector);
+                    if let Some(name) = &lease_name {
+                        inner.metrics.set_leader(name, false);
+                    }
+                    tracing::info!(lease = %format!("{}/{}", elector.config().lease_namespace(), elector.config().lease_name()), identity = %inner.identity, "attempting to acquire the leader lease");
+                    election = Some(elector.run(election_stop.clone()));
+                }
             }
         }
 
-        let outcome = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                Some(e) = failures.recv() => break Err(e),
-                event = next_event(&mut election) => match event {
-                    Some(LeaderEvent::StartedLeading(leading)) => {
-                        tracing::info!(identity = %inner.identity, "became the leader; starting leader-elected runnables");
-                        if let Some(name) = &lease_name {
-                            inner.metrics.set_leader(name, true);
+        let outcome = if let Some(early) = early {
+            early
+        } else {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    Some(e) = failures.recv() => break Err(e),
+                    event = next_event(&mut election) => match event {
+                        Some(LeaderEvent::StartedLeading(leading)) => {
+                            tracing::info!(identity = %inner.identity, "became the leader; starting leader-elected runnables");
+                            if let Some(name) = &lease_name {
+                                inner.metrics.set_leader(name, true);
+                            }
+                            inner.leading.send_replace(true);
+                            let token = leading.child_token();
+                            // Leader-elected work stops with leadership or with shutdown.
+                            let stop = elected_stop.clone();
+                            let t = token.clone();
+                            tokio::spawn(async move { stop.cancelled().await; t.cancel() });
+                            for r in elected.drain(..) {
+                                spawn_runnable(&mut elected_set, r, token.child_token(), &errors);
+                            }
                         }
-                        inner.leading.send_replace(true);
-                        let token = leading.child_token();
-                        // Leader-elected work stops with leadership or with shutdown.
-                        let stop = elected_stop.clone();
-                        let t = token.clone();
-                        tokio::spawn(async move { stop.cancelled().await; t.cancel() });
-                        for r in elected.drain(..) {
-                            spawn_runnable(&mut elected_set, r, token.child_token(), &errors);
+                        Some(LeaderEvent::StoppedLeading(reason)) => {
+                            inner.leading.send_replace(false);
+                            if let Some(name) = &lease_name {
+                                inner.metrics.set_leader(name, false);
+                            }
+                            let reason = describe(&reason);
+                            tracing::error!(%reason, "leader election lost");
+                            if inner.exit_on_lost_leadership {
+                                eprintln!("leader election lost: {reason}; exiting");
+                                std::process::exit(1);
+                            }
+                            break Err(Error::LeaderElectionLost { reason });
                         }
-                    }
-                    Some(LeaderEvent::StoppedLeading(reason)) => {
-                        inner.leading.send_replace(false);
-                        if let Some(name) = &lease_name {
-                            inner.metrics.set_leader(name, false);
+                        Some(LeaderEvent::NewLeader(holder)) => {
+                            tracing::info!(leader = ?holder, "new leader observed");
                         }
-                        let reason = describe(&reason);
-                        tracing::error!(%reason, "leader election lost");
-                        if inner.exit_on_lost_leadership {
-                            eprintln!("leader election lost: {reason}; exiting");
-                            std::process::exit(1);
-                        }
-                        break Err(Error::LeaderElectionLost { reason });
-                    }
-                    Some(LeaderEvent::NewLeader(holder)) => {
-                        tracing::info!(leader = ?holder, "new leader observed");
-                    }
-                    None => election = None,
-                },
+                        None => election = None,
+                    },
+                }
             }
         };
 
@@ -203,7 +227,7 @@ fn describe(reason: &StopReason) -> String {
         StopReason::RenewDeadlineExceeded => "the lease could not be renewed in time".to_owned(),
         StopReason::LeaseTaken { holder } => format!("the lease is held by {holder}"),
         StopReason::Aborted => "the election task was aborted".to_owned(),
-        other => format!("{other:?}"),
+        _ => "leadership ended".to_owned(),
     }
 }
 
