@@ -393,6 +393,7 @@ async fn run_controller(cluster: &ClusterArgs, args: RunArgs) -> Result<(), BoxE
             client: manager.client(),
             recorder: manager.event_recorder(REPORTING_CONTROLLER),
             selectors,
+            reported: ReportedReady::default(),
         })?;
 
     tracing::info!(
@@ -441,10 +442,50 @@ impl Selectors {
     }
 }
 
+/// The `Ready` condition this process last wrote for each PodCount (by namespace/name, for
+/// the object with this uid). Flips are decided from it rather than from the cache, which may
+/// not show the last status patch yet: the finalizer's update requeues the PodCount, and a
+/// reconcile reading the cache before the patch's watch event arrives would count the same
+/// flip twice (a duplicate Event and a rewritten `lastTransitionTime`). Until this process
+/// writes a PodCount's status, the cached one is the best knowledge there is.
+#[derive(Clone, Default)]
+struct ReportedReady(Arc<RwLock<HashMap<Request, Reported>>>);
+
+/// One PodCount's `Ready` condition as last written.
+#[derive(Clone)]
+struct Reported {
+    uid: Option<String>,
+    status: String,
+    last_transition_time: Time,
+}
+
+impl ReportedReady {
+    /// What was last written for this PodCount, unless it was for an earlier object of the
+    /// same name.
+    fn get(&self, podcount: &Request, uid: Option<&str>) -> Option<Reported> {
+        let table = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        table
+            .get(podcount)
+            .filter(|r| r.uid.as_deref() == uid)
+            .cloned()
+    }
+
+    fn remember(&self, podcount: &Request, reported: Reported) {
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        table.insert(podcount.clone(), reported);
+    }
+
+    fn forget(&self, podcount: &Request) {
+        let mut table = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        table.remove(podcount);
+    }
+}
+
 struct PodCounter {
     client: CachedClient,
     recorder: Recorder,
     selectors: Selectors,
+    reported: ReportedReady,
 }
 
 impl Reconciler for PodCounter {
@@ -453,10 +494,12 @@ impl Reconciler for PodCounter {
     async fn reconcile(&self, request: Request, _ctx: Context) -> Result<Action, Self::Error> {
         let Some(podcount) = self.client.get_request::<PodCount>(&request).await? else {
             self.selectors.forget(&request);
+            self.reported.forget(&request);
             return Ok(Action::done()); // deleted
         };
         if podcount.metadata.deletion_timestamp.is_some() {
             self.selectors.forget(&request);
+            self.reported.forget(&request);
             return self.finalize(&request, &podcount).await;
         }
         let podcount = if contains_finalizer(&*podcount, FINALIZER) {
@@ -535,9 +578,20 @@ impl PodCounter {
             }
         };
         let status = if ready { "True" } else { "False" };
-        let flipped = old.ready().map(|c| c.status.as_str()) != Some(status);
-        let last_transition_time = match old.ready() {
-            Some(c) if !flipped => c.last_transition_time.clone(),
+        // The previous condition: what this process wrote last, else (nothing written yet)
+        // the cached one.
+        let request = Request::for_object(podcount);
+        let uid = podcount.metadata.uid.as_deref();
+        let previous = self.reported.get(&request, uid).or_else(|| {
+            old.ready().map(|c| Reported {
+                uid: uid.map(str::to_owned),
+                status: c.status.clone(),
+                last_transition_time: c.last_transition_time.clone(),
+            })
+        });
+        let flipped = previous.as_ref().map(|p| p.status.as_str()) != Some(status);
+        let last_transition_time = match previous {
+            Some(p) if !flipped => p.last_transition_time,
             _ => Time(Timestamp::now()),
         };
         let new = PodCountStatus {
@@ -548,7 +602,7 @@ impl PodCounter {
                 type_: READY.to_owned(),
                 status: status.to_owned(),
                 observed_generation: generation,
-                last_transition_time,
+                last_transition_time: last_transition_time.clone(),
                 reason: reason.to_owned(),
                 message: message.clone(),
             }],
@@ -560,8 +614,16 @@ impl PodCounter {
         self.client
             .patch_status(podcount, &Patch::Merge(patch))
             .await?;
+        self.reported.remember(
+            &request,
+            Reported {
+                uid: uid.map(str::to_owned),
+                status: status.to_owned(),
+                last_transition_time,
+            },
+        );
         tracing::info!(
-            podcount = %Request::for_object(podcount),
+            podcount = %request,
             matching,
             desired,
             ready,
@@ -609,3 +671,4 @@ impl PodCounter {
         Ok(Action::done())
     }
 }
+

@@ -483,20 +483,23 @@ async fn podcount(ctx: Context) -> anyhow::Result<()> {
     .await
     .with_context(|| example.tail())?;
 
+    // Creation flipped Ready to False once: one NotReady, not a duplicate from a reconcile
+    // that read the cache before the status patch showed up. (A repeat would only bump a
+    // series in the recorder's memory until its next flush, so the count is checked again
+    // once the example has stopped and flushed.)
+    let before = not_ready_occurrences(&ctx.client, &ns).await?;
+    ensure!(
+        before == 1,
+        "{before} NotReady occurrences after creation, expected 1\n{}",
+        example.tail()
+    );
+
     // A deleted pod, then a relabelled one.
     pods.delete("web-1", &DeleteParams::default()).await?;
     wait_podcount(&podcounts, &example, 1, "False").await?;
     eventually("a NotReady Event after Ready", CONVERGE, || async {
-        let found = events(&ctx.client, &ns, "PodCount", "web", "NotReady").await;
-        // The first NotReady was recorded at creation; this flip is a second occurrence
-        // (a new Event or a series on the first).
-        found.ok().and_then(|events| {
-            let occurrences: i32 = events
-                .iter()
-                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-                .sum();
-            (occurrences >= 2).then_some(())
-        })
+        let now = not_ready_occurrences(&ctx.client, &ns).await.ok()?;
+        (now > before).then_some(())
     })
     .await
     .with_context(|| example.tail())?;
@@ -568,7 +571,26 @@ async fn podcount(ctx: Context) -> anyhow::Result<()> {
         .and_then(|s| s.holder_identity)
         .unwrap_or_default();
     ensure!(holder.is_empty(), "the Lease is still held by {holder:?}");
+
+    // Its recorder flushed on the way out: Ready flipped to False twice (at creation and
+    // when web-1 went), so exactly two NotReady occurrences.
+    let occurrences = not_ready_occurrences(&ctx.client, &ns).await?;
+    ensure!(
+        occurrences == 2,
+        "{occurrences} NotReady occurrences, expected 2 (creation, web-1 deleted)\n{}",
+        example.tail()
+    );
     Ok(())
+}
+
+/// How many times PodCount web's NotReady Event occurred: its Events, each counting its
+/// series.
+async fn not_ready_occurrences(client: &kube::Client, ns: &str) -> anyhow::Result<i32> {
+    let found = events(client, ns, "PodCount", "web", "NotReady").await?;
+    Ok(found
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum())
 }
 
 // === sample_controller ===
