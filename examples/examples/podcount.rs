@@ -271,7 +271,8 @@ struct RunArgs {
     /// Watch PodCounts and Pods in this namespace only (default: all namespaces).
     #[arg(long, short = 'n', value_name = "NS")]
     namespace: Option<String>,
-    /// Where to serve /metrics, /healthz and /readyz; `0` turns the server off.
+    /// Where to serve /metrics, /healthz and /readyz: `host:port`, `:port` (all interfaces)
+    /// or `0` (no server).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     metrics_bind_address: BindAddress,
     /// Reconcile only while holding the leader election Lease, so that replicas can stand by.
@@ -291,8 +292,9 @@ struct RunArgs {
     max_concurrent_reconciles: usize,
 }
 
-/// `host:port`, or `0` for no server (controller-runtime's convention).
-#[derive(Clone, Copy, Debug)]
+/// `host:port`, `:port` (every interface, as Go's `net.Listen` reads it), or `0` for no
+/// server (controller-runtime's conventions).
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct BindAddress(Option<SocketAddr>);
 
 impl FromStr for BindAddress {
@@ -302,9 +304,18 @@ impl FromStr for BindAddress {
         if s == "0" {
             return Ok(Self(None));
         }
-        s.parse()
+        let parsed = match s.strip_prefix(':') {
+            Some(port) => port
+                .parse::<u16>()
+                .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+                .map_err(|e| e.to_string()),
+            None => s
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string()),
+        };
+        parsed
             .map(|a| Self(Some(a)))
-            .map_err(|e| format!("{s:?} is not host:port or 0: {e}"))
+            .map_err(|e| format!("{s:?} is not host:port, :port or 0: {e}"))
     }
 }
 
@@ -672,3 +683,28 @@ impl PodCounter {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_address_forms() {
+        let parse = |s: &str| s.parse::<BindAddress>();
+        assert_eq!(parse("0"), Ok(BindAddress(None)));
+        assert_eq!(
+            parse(":8080"),
+            Ok(BindAddress(Some(([0, 0, 0, 0], 8080).into())))
+        );
+        assert_eq!(
+            parse("127.0.0.1:8081"),
+            Ok(BindAddress(Some(([127, 0, 0, 1], 8081).into())))
+        );
+        assert_eq!(
+            parse("[::1]:9090"),
+            Ok(BindAddress(Some("[::1]:9090".parse().unwrap())))
+        );
+        assert!(parse(":").is_err());
+        assert!(parse(":99999").is_err());
+        assert!(parse("localhost").is_err());
+    }
+}
