@@ -61,13 +61,15 @@ pub enum Error {
         /// How long we waited.
         timeout: Duration,
     },
-    /// The API server answered the first request with an error (e.g. 403 Forbidden).
-    #[error("the API server at {server} refused to list {resource}")]
+    /// The API server answered a check with an error (e.g. 401 Unauthorized, 403 Forbidden).
+    #[error("the API server at {server} refused {request} (HTTP {code})")]
     Refused {
         /// The API server's URL.
         server: String,
-        /// `plural.group`.
-        resource: String,
+        /// What was asked: `GET /version`, `to list <plural.group>`.
+        request: String,
+        /// The answer's HTTP status code.
+        code: u16,
         /// The server's answer.
         #[source]
         source: Box<ferrokube_runtime::client::Error>,
@@ -245,7 +247,8 @@ pub fn print_yaml<T: serde::Serialize>(kind: &'static str, object: &T) -> Result
 ///
 /// # Errors
 ///
-/// [`Error::Unreachable`], or [`Error::Timeout`] after [`CONNECT_TIMEOUT`].
+/// [`Error::Refused`] if the server answered with an error (e.g. 401 for bad credentials),
+/// [`Error::Unreachable`] if it did not answer, [`Error::Timeout`] after [`CONNECT_TIMEOUT`].
 pub async fn connect(client: &Client, config: &Config) -> Result<(), Error> {
     let server = config.cluster_url().to_string();
     match tokio::time::timeout(CONNECT_TIMEOUT, client.server_version()).await {
@@ -256,6 +259,9 @@ pub async fn connect(client: &Client, config: &Config) -> Result<(), Error> {
         Ok(Ok(version)) => {
             tracing::debug!(%server, version = %version.git_version, "connected");
             Ok(())
+        }
+        Ok(Err(source)) if source.status().is_some() => {
+            Err(refused(server, "GET /version".to_owned(), source))
         }
         Ok(Err(source)) => Err(Error::Unreachable {
             server,
@@ -306,15 +312,23 @@ where
             example,
             server,
         }),
-        Ok(Err(source)) if source.status().is_some() => Err(Error::Refused {
-            server,
-            resource,
-            source: Box::new(source),
-        }),
+        Ok(Err(source)) if source.status().is_some() => {
+            Err(refused(server, format!("to list {resource}"), source))
+        }
         Ok(Err(source)) => Err(Error::Unreachable {
             server,
             source: Box::new(source),
         }),
+    }
+}
+
+/// [`Error::Refused`] for an error answer (`source` carries a `Status`).
+fn refused(server: String, request: String, source: ferrokube_runtime::client::Error) -> Error {
+    Error::Refused {
+        server,
+        request,
+        code: source.status().map_or(0, |s| s.code),
+        source: Box::new(source),
     }
 }
 
