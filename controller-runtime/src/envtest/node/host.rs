@@ -441,7 +441,15 @@ mod tests {
             .args(["-c", "sleep 30; true", &marker])
             .spawn()
             .unwrap();
-        let found = processes_mentioning(&marker);
+        // Until the child has exec'd, its command line is still ours: look until it shows.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let found = processes_mentioning(&marker);
+            if found.contains(&child.id()) || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         kill(&found);
         let status = child.wait().unwrap();
         assert!(
