@@ -79,8 +79,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     factory.start();
     let synced = factory.wait_for_cache_sync(&shutdown).await;
     if !shutdown.is_cancelled() {
+        let names: Vec<&str> = synced.keys().map(String::as_str).collect();
         println!(
-            "caches synced: {synced:?}; {} pods cached",
+            "caches synced ({}); {} pods cached",
+            names.join(", "),
             pods.indexer().len()
         );
     }

@@ -133,6 +133,7 @@ fn describe(reason: &StopReason) -> String {
         StopReason::RenewDeadlineExceeded => "the lease could not be renewed in time".to_owned(),
         StopReason::LeaseTaken { holder } => format!("the lease was taken by {holder}"),
         StopReason::Aborted => "the election was aborted".to_owned(),
-        other => format!("{other:?}"),
+        // StopReason is non-exhaustive: a reason added after this example was written.
+        _ => "leadership ended for a reason this example does not know".to_owned(),
     }
 }
