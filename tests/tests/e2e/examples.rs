@@ -943,27 +943,29 @@ async fn config_errors(ctx: Context) -> anyhow::Result<()> {
              contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n"
         ),
     )?;
-    // The test cluster's API server, with credentials it rejects (401).
-    let server = ctx.env.read().await.config().cluster_url.to_string();
-    let bad_token = dir.join("bad-token-kubeconfig");
-    std::fs::write(
-        &bad_token,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
-             clusters: [{{name: c, cluster: {{server: '{server}', insecure-skip-tls-verify: true}}}}]\n\
-             users: [{{name: u, user: {{token: not-a-valid-token}}}}]\n\
-             contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n"
-        ),
-    )?;
+    // The test control plane's kubeconfig (JSON) with a token the API server rejects (401);
+    // an existing cluster's credentials are left alone.
+    let bad_token = match ctx.env.read().await.kubeconfig_path() {
+        Some(kubeconfig) => {
+            let mut config: Value = serde_json::from_str(&std::fs::read_to_string(kubeconfig)?)?;
+            config["users"][0]["user"] = json!({"token": "not-a-valid-token"});
+            let bad_token = dir.join("bad-token-kubeconfig");
+            std::fs::write(&bad_token, config.to_string())?;
+            Some(bad_token)
+        }
+        None => None,
+    };
     let path = |p: &Path| p.display().to_string();
     for example in ["podcount", "sample_controller"] {
         // A reachable server that refuses the credentials is not "cannot reach".
-        let args = strings(&["run", "--kubeconfig", &path(&bad_token)]);
-        one_error_line(
-            &format!("{example} with credentials the server rejects"),
-            &run_once(example, &args).await?,
-            &["refused GET /version (HTTP 401)"],
-        )?;
+        if let Some(bad_token) = &bad_token {
+            let args = strings(&["run", "--kubeconfig", &path(bad_token)]);
+            one_error_line(
+                &format!("{example} with credentials the server rejects"),
+                &run_once(example, &args).await?,
+                &["refused GET /version (HTTP 401)"],
+            )?;
+        }
         let args = strings(&["run", "--kubeconfig", &path(&bad)]);
         one_error_line(
             &format!("{example} with a bad kubeconfig"),
