@@ -40,18 +40,28 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         // This example always starts its own control plane.
         .use_existing_cluster(false)
         .controller_manager(cli.controller_manager);
+    // Signals are handled from here on, so that one arriving while the control plane starts
+    // still stops it: dropping the unfinished start kills the processes already running and
+    // removes their data.
+    let shutdown = shutdown_signal()?;
     println!(
         "starting a control plane from {}",
         options.resolved_assets_dir().display()
     );
-    let env = options.start().await?;
+    let env = tokio::select! {
+        env = options.start() => env?,
+        () = shutdown.cancelled() => {
+            println!("stopped while starting");
+            return Ok(());
+        }
+    };
     println!("kube-apiserver: {}", env.config().cluster_url);
     if let Some(kubeconfig) = env.kubeconfig_path() {
         println!("kubeconfig: {}", kubeconfig.display());
         println!("  export KUBECONFIG={}", kubeconfig.display());
     }
     println!("SIGINT or SIGTERM stops it");
-    shutdown_signal()?.cancelled().await;
+    shutdown.cancelled().await;
     println!("stopping");
     env.stop();
     Ok(())

@@ -200,7 +200,13 @@ struct Output {
     all: Vec<String>,
 }
 
-/// A running example.
+/// How long a dropped [`Running`] waits for its example to exit after SIGTERM before the
+/// SIGKILL of `kill_on_drop`.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+
+/// A running example. Dropped while the example still runs (a failed test), it sends SIGTERM
+/// and waits up to [`TERM_GRACE`] before SIGKILL, so that the example cleans up (envtest
+/// stops its control plane and removes its data, a leader releases its Lease).
 struct Running {
     name: String,
     child: Child,
@@ -383,6 +389,47 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Exited and reaped: nothing to stop.
+        let Some(pid) = self.child.id() else { return };
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let termed = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            // Drop cannot await: poll, with the worker thread's other tasks moved elsewhere
+            // meanwhile (the suite's runtime is multi-threaded).
+            let mut wait = || {
+                let deadline = std::time::Instant::now() + TERM_GRACE;
+                while matches!(self.child.try_wait(), Ok(None)) {
+                    if std::time::Instant::now() >= deadline {
+                        eprintln!(
+                            "{} ignored SIGTERM for {TERM_GRACE:?}: killing it",
+                            self.name
+                        );
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            };
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(wait);
+            } else {
+                wait();
+            }
+        }
+        // Still running: `kill_on_drop` sends SIGKILL when the child is dropped.
+    }
 }
 
 // === podcount ===
@@ -1011,6 +1058,33 @@ fn tempfile_dir(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 async fn missing_crds(_ctx: Context) -> anyhow::Result<()> {
+    // A SIGTERM while the control plane is starting stops the example cleanly too (it is
+    // handled from before the start, which is dropped: its processes killed, data removed).
+    let mut early = Running::start("envtest", &[]).await?;
+    eventually("envtest to start its control plane", CONVERGE, || async {
+        let output = early.output.lock();
+        output
+            .stdout
+            .iter()
+            .any(|l| l.starts_with("starting a control plane from"))
+            .then_some(())
+    })
+    .await
+    .with_context(|| early.tail())?;
+    early.signal("TERM").await?;
+    let status = early.wait(Duration::from_secs(30)).await?;
+    ensure!(
+        status.success(),
+        "envtest exited with {status} after a SIGTERM during startup\n{}",
+        early.tail()
+    );
+    let left = early.output.lock().stdout.iter().find_map(|l| {
+        l.strip_prefix("kubeconfig: ")
+            .filter(|k| Path::new(k).exists())
+            .map(str::to_owned)
+    });
+    ensure!(left.is_none(), "envtest left {left:?} behind");
+
     // The envtest example's control plane: the shared one gets the CRDs from the other tests.
     let mut env = Running::start("envtest", &[]).await?;
     let kubeconfig = eventually("envtest to print its kubeconfig", CONVERGE, || async {
