@@ -10,8 +10,8 @@
 //! spec: {deploymentName: example-foo, replicas: 1}
 //! ```
 //!
-//! The controller creates the Deployment (nginx, controlled by the Foo: deleting the Foo
-//! deletes it), keeps its `replicas` equal to the Foo's, and mirrors the Deployment's
+//! The controller creates the Deployment (nginx — `--image`, `--image-pull-policy` for a node
+//! without registry access — controlled by the Foo: deleting the Foo deletes it), keeps its `replicas` equal to the Foo's, and mirrors the Deployment's
 //! `status.availableReplicas` into the Foo's status. A Deployment of that name that the Foo
 //! does not control is left alone and reported as a `Warning` Event, `ErrResourceExists`.
 //! Each successful sync records a `Synced` Event.
@@ -145,6 +145,13 @@ struct RunArgs {
     /// How often the informers hand every cached object to the handlers again (0: never).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = examples::parse_duration)]
     resync: Duration,
+    /// The image of the Deployments' container.
+    #[arg(long, value_name = "IMAGE", default_value = "nginx:latest")]
+    image: String,
+    /// The container's imagePullPolicy (default: Kubernetes', Always for `:latest`);
+    /// `Never` or `IfNotPresent` run an image the node already has, without a registry.
+    #[arg(long, value_name = "POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    image_pull_policy: Option<String>,
 }
 
 #[tokio::main]
@@ -189,6 +196,10 @@ async fn run_controller(cluster: &ClusterArgs, args: RunArgs) -> Result<(), BoxE
         deployments: factory.lister_for::<Deployment>(),
         queue: RateLimitingQueue::new(default_controller_rate_limiter()),
         recorder: broadcaster.recorder(CONTROLLER_NAME, identity),
+        container: PodContainer {
+            image: args.image,
+            pull_policy: args.image_pull_policy,
+        },
     });
 
     tracing::info!("setting up event handlers");
@@ -254,6 +265,13 @@ struct Controller {
     deployments: Lister<Deployment>,
     queue: RateLimitingQueue<String>,
     recorder: Recorder,
+    container: PodContainer,
+}
+
+/// The container of the Deployments' pods (`--image`, `--image-pull-policy`).
+struct PodContainer {
+    image: String,
+    pull_policy: Option<String>,
 }
 
 /// Why a key could not be synced (it is retried with the queue's rate limiter).
@@ -341,7 +359,10 @@ impl Controller {
             Some(d) => d,
             None => {
                 let created = deployments
-                    .create(&new_deployment(&foo), &WriteOptions::default())
+                    .create(
+                        &new_deployment(&foo, &self.container),
+                        &WriteOptions::default(),
+                    )
                     .await?;
                 tracing::info!(%key, deployment = %deployment_name, "created the deployment");
                 Arc::new(created)
@@ -369,7 +390,7 @@ impl Controller {
                 deployment_replicas = ?replicas,
                 "updating the deployment's replicas"
             );
-            let mut desired = new_deployment(&foo);
+            let mut desired = new_deployment(&foo, &self.container);
             // The cached resourceVersion: a stale cache gives a conflict, and a retry.
             desired.metadata.resource_version = deployment.metadata.resource_version.clone();
             deployment = Arc::new(
@@ -426,7 +447,7 @@ fn is_controlled_by(deployment: &Deployment, foo: &Foo) -> bool {
 }
 
 /// The Deployment a Foo asks for, controlled by the Foo.
-fn new_deployment(foo: &Foo) -> Deployment {
+fn new_deployment(foo: &Foo, container: &PodContainer) -> Deployment {
     let labels = BTreeMap::from([
         ("app".to_owned(), "nginx".to_owned()),
         (
@@ -455,7 +476,8 @@ fn new_deployment(foo: &Foo) -> Deployment {
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: "nginx".to_owned(),
-                        image: Some("nginx:latest".to_owned()),
+                        image: Some(container.image.clone()),
+                        image_pull_policy: container.pull_policy.clone(),
                         ..Container::default()
                     }],
                     ..PodSpec::default()

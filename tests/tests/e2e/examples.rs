@@ -650,7 +650,14 @@ async fn sample_controller(ctx: Context) -> anyhow::Result<()> {
     let ns = ctx.namespace.clone();
     let mut args = strings(&["run", "--install-crd", "--workers", "2"]);
     args.extend(cluster_flags(&ctx).await);
-    args.extend(["--namespace".into(), ns.clone()]);
+    args.extend(strings(&[
+        "--namespace",
+        &ns,
+        "--image",
+        "registry.invalid/nginx:e2e",
+        "--image-pull-policy",
+        "Never",
+    ]));
     let mut example = Running::start("sample_controller", &args).await?;
     let foos = custom(&ctx.client, &ns, "Foo");
     wait_served(&foos, &example).await?;
@@ -689,6 +696,17 @@ async fn sample_controller(ctx: Context) -> anyhow::Result<()> {
         "the Deployment's controller is {controller:?}"
     );
     ensure!(replicas(&deployment) == Some(1), "{:?}", deployment.spec);
+    let container = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .context("the Deployment has no container")?;
+    ensure!(
+        container.image.as_deref() == Some("registry.invalid/nginx:e2e")
+            && container.image_pull_policy.as_deref() == Some("Never"),
+        "--image and --image-pull-policy not applied: {container:?}"
+    );
 
     // Scaling the Foo scales the Deployment.
     foos.patch(
