@@ -59,7 +59,7 @@ pub enum Error {
         /// `apiVersion/plural`.
         resource: String,
     },
-    /// The cache stopped before the informer synced.
+    /// The cache stopped (or the manager began shutting down) before the informer synced.
     #[error("cannot read {resource}: the cache stopped before it synced")]
     Stopped {
         /// `apiVersion/plural`.
@@ -140,6 +140,8 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     panics: mpsc::UnboundedSender<Panic>,
     panic_rx: Mutex<Option<mpsc::UnboundedReceiver<Panic>>>,
+    /// Cancelled when reads must stop waiting for informers to sync (shutdown).
+    reads_stop: CancellationToken,
 }
 
 /// The manager's informer cache: one informer per type, shared by every controller and by
@@ -208,6 +210,7 @@ impl Cache {
                 tasks: Mutex::new(Vec::new()),
                 panics,
                 panic_rx: Mutex::new(Some(panic_rx)),
+                reads_stop: CancellationToken::new(),
             }),
         }
     }
@@ -408,6 +411,14 @@ impl Cache {
         }
     }
 
+    /// Makes every read that waits for an informer to sync (now or later) fail with
+    /// [`Error::Stopped`] instead: the manager calls it when it shuts down, so a reconcile
+    /// blocked on a type that never syncs (e.g. its list is forbidden) ends and lets the
+    /// shutdown go on. Synced reads keep working.
+    pub fn stop_waiting_reads(&self) {
+        self.inner.reads_stop.cancel();
+    }
+
     /// Waits until `informer` has synced: errors if the cache is not running or stops first.
     pub async fn wait_for_informer<K: Resource + 'static>(
         &self,
@@ -428,6 +439,9 @@ impl Cache {
             tokio::select! {
                 _ = tokio::time::sleep(SYNC_POLL) => {}
                 _ = cancel.cancelled() => return Err(Error::Stopped {
+                    resource: informer.resource().to_owned(),
+                }),
+                _ = self.inner.reads_stop.cancelled() => return Err(Error::Stopped {
                     resource: informer.resource().to_owned(),
                 }),
             }
@@ -453,6 +467,39 @@ mod tests {
         assert_eq!(is_cluster_scoped::<Namespace>(), Some(true));
         assert_eq!(is_cluster_scoped::<ConfigMap>(), Some(false));
         assert_eq!(is_cluster_scoped::<DynamicObject>(), None);
+    }
+
+    /// A read waiting for an informer that cannot sync (no server) ends when the manager
+    /// stops waiting reads.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_reads_end_when_told_to_stop() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
+        let client = kube::Client::try_from(config).expect("a client");
+        let cache = Cache::new(Client::from_kube(client), CacheOptions::default());
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn({
+            let cache = cache.clone();
+            let cancel = cancel.clone();
+            async move { cache.start(cancel).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let read = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get::<ConfigMap>(Some("ns"), "cm").await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            !read.is_finished(),
+            "the read waits for the informer to sync"
+        );
+        cache.stop_waiting_reads();
+        let outcome = tokio::time::timeout(Duration::from_secs(1), read)
+            .await
+            .expect("the read ended")
+            .expect("no panic");
+        assert!(matches!(outcome, Err(Error::Stopped { .. })), "{outcome:?}");
+        cancel.cancel();
+        running.await.expect("no panic").expect("a clean stop");
     }
 
     #[test]

@@ -181,6 +181,8 @@ impl Manager {
         let deadline = Instant::now() + timeout;
         let mut pending = Vec::new();
         elected_stop.cancel();
+        // Reconciles blocked on an informer that never synced must not hold the shutdown.
+        inner.cache.stop_waiting_reads();
         pending.extend(elected_set.drain(deadline).await);
         election_stop.cancel();
         if let Some(mut stream) = election.take() {
