@@ -176,14 +176,7 @@ async fn main() -> ExitCode {
     match run(args, started).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut message = e.to_string();
-            let mut source = e.source();
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            eprintln!("reconcile_bench: {message}");
+            eprintln!("reconcile_bench: {}", reconcile::Chain(&*e));
             ExitCode::FAILURE
         }
     }

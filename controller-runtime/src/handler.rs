@@ -34,7 +34,6 @@
 //! assert_eq!(requests, [Request::namespaced("default", "web-5d4f")]);
 //! ```
 
-use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -131,13 +130,11 @@ pub struct EnqueueRequestForOwner {
 pub fn enqueue_owner<O>() -> EnqueueRequestForOwner
 where
     O: Resource<DynamicType = ()>,
-    O::Scope: 'static,
 {
     EnqueueRequestForOwner {
         group: O::group(&()).into_owned(),
         kind: O::kind(&()).into_owned(),
-        cluster_scoped: TypeId::of::<O::Scope>()
-            == TypeId::of::<k8s_openapi::ClusterResourceScope>(),
+        cluster_scoped: crate::cache::is_cluster_scoped::<O>().unwrap_or(false),
         only_controller: false,
     }
 }
@@ -149,7 +146,6 @@ where
 pub fn enqueue_controller_owner<O>() -> EnqueueRequestForOwner
 where
     O: Resource<DynamicType = ()>,
-    O::Scope: 'static,
 {
     enqueue_owner::<O>().only_controller()
 }

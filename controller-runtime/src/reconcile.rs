@@ -201,8 +201,23 @@ impl StdError for TerminalError {
     }
 }
 
-/// Shows an error and its causes on one line, `error: cause: cause` (for logs).
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+/// Shows an error and its causes on one line, `error: cause: cause`: how reconcile errors
+/// are logged, and a way for programs to print errors as sentences.
+///
+/// ```
+/// use ferrokube_runtime::reconcile::{BoxError, Chain};
+///
+/// let e: BoxError = "boom".into();
+/// assert_eq!(Chain(&*e).to_string(), "boom");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -449,6 +449,14 @@ impl Cache {
     }
 }
 
+/// A cache whose client points at a closed port: no informer of it ever syncs (tests).
+#[cfg(test)]
+pub(crate) fn unreachable_cache() -> Cache {
+    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
+    let client = kube::Client::try_from(config).expect("a client");
+    Cache::new(Client::from_kube(client), CacheOptions::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,9 +481,7 @@ mod tests {
     /// stops waiting reads.
     #[tokio::test(start_paused = true)]
     async fn waiting_reads_end_when_told_to_stop() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
-        let client = kube::Client::try_from(config).expect("a client");
-        let cache = Cache::new(Client::from_kube(client), CacheOptions::default());
+        let cache = unreachable_cache();
         let cancel = CancellationToken::new();
         let running = tokio::spawn({
             let cache = cache.clone();

@@ -18,16 +18,6 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::reconcile::{Action, TerminalError};
 
-/// A cache nobody starts: the controllers under test have no watches.
-fn cache() -> Cache {
-    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
-    let client = kube::Client::try_from(config).expect("a client");
-    Cache::new(
-        ferrokube_client::Client::from_kube(client),
-        crate::cache::CacheOptions::default(),
-    )
-}
-
 fn controller<R: Reconciler>(reconciler: R, workers: usize, metrics: &Metrics) -> Controller<R> {
     Controller {
         name: "test".into(),
@@ -42,6 +32,32 @@ fn controller<R: Reconciler>(reconciler: R, workers: usize, metrics: &Metrics) -
         ),
         options: Options::default().max_concurrent_reconciles(workers),
         metrics: metrics.controller("test"),
+    }
+}
+
+/// A controller running in a task, with its queue.
+struct Running {
+    queue: PriorityQueue<Request>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    fn spawn<R: Reconciler>(ctrl: Controller<R>) -> Self {
+        let queue = ctrl.queue.clone();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(ctrl.run(crate::cache::unreachable_cache(), cancel.clone()));
+        Self {
+            queue,
+            cancel,
+            task,
+        }
+    }
+
+    /// Cancels the controller and waits for a clean stop.
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.expect("no panic").expect("clean stop");
     }
 }
 
@@ -100,9 +116,8 @@ async fn errors_retry_with_growing_delay_then_success_forgets() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 2, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     let key = Request::namespaced("ns", "a");
     queue.add(key.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -129,8 +144,7 @@ async fn errors_retry_with_growing_delay_then_success_forgets() {
         ),
         1.0
     );
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -143,9 +157,8 @@ async fn terminal_errors_are_not_retried() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 1, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     queue.add(Request::cluster("x"));
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(calls.len(), 1);
@@ -156,8 +169,7 @@ async fn terminal_errors_are_not_retried() {
         ),
         1.0
     );
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,9 +187,8 @@ async fn a_panic_is_caught_counted_and_retried() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 1, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     queue.add(Request::cluster("p"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(calls.len(), 2, "retried after the panic");
@@ -188,8 +199,7 @@ async fn a_panic_is_caught_counted_and_retried() {
         ),
         1.0
     );
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -202,17 +212,15 @@ async fn requeue_after_reconciles_again_after_the_delay() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 1, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     let key = Request::cluster("r");
     queue.add(key.clone());
     tokio::time::sleep(Duration::from_secs(65)).await;
     let times = calls.times(&key);
     assert_eq!(times.len(), 3);
     assert_eq!(times[1] - times[0], Duration::from_secs(30));
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -240,9 +248,8 @@ async fn a_key_is_never_reconciled_by_two_workers_at_once() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 4, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     for round in 0..20 {
         for k in 0..3 {
             queue.add(Request::cluster(format!("k{k}")));
@@ -252,8 +259,7 @@ async fn a_key_is_never_reconciled_by_two_workers_at_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     assert!(total.load(Ordering::SeqCst) >= 3);
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -270,14 +276,12 @@ async fn shutdown_waits_for_the_reconcile_in_flight() {
     });
     let metrics = Metrics::new();
     let ctrl = controller(reconciler, 1, &metrics);
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     queue.add(Request::cluster("slow"));
     queue.add(Request::cluster("queued"));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
     assert_eq!(
         finished.load(Ordering::SeqCst),
         1,
@@ -301,9 +305,8 @@ async fn a_reconcile_timeout_is_an_error() {
     let metrics = Metrics::new();
     let mut ctrl = controller(reconciler, 1, &metrics);
     ctrl.options = Options::default().reconcile_timeout(Duration::from_secs(2));
-    let queue = ctrl.queue.clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctrl.run(cache(), cancel.clone()));
+    let running = Running::spawn(ctrl);
+    let queue = running.queue.clone();
     queue.add(Request::cluster("t"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls.len(), 2);
@@ -314,8 +317,7 @@ async fn a_reconcile_timeout_is_an_error() {
         ),
         1.0
     );
-    cancel.cancel();
-    task.await.expect("no panic").expect("clean stop");
+    running.stop().await;
 }
 
 fn config_map(name: &str, rv: &str) -> Arc<ConfigMap> {
@@ -404,7 +406,7 @@ async fn without_recover_panic_a_panic_ends_the_controller() {
         .max_concurrent_reconciles(2)
         .recover_panic(false);
     let queue = ctrl.queue.clone();
-    let task = tokio::spawn(ctrl.run(cache(), CancellationToken::new()));
+    let task = tokio::spawn(ctrl.run(crate::cache::unreachable_cache(), CancellationToken::new()));
     queue.add(Request::cluster("boom"));
     let joined = tokio::time::timeout(Duration::from_secs(10), task)
         .await
