@@ -118,6 +118,7 @@ pub mod metrics;
 pub mod predicate;
 pub mod reconcile;
 pub mod server;
+pub mod webhook;
 
 #[cfg(feature = "envtest")]
 pub mod envtest;
