@@ -16,6 +16,9 @@
 //! | `workqueue_*` (see [`PrometheusMetrics`]) | | `name`, `controller` |
 //! | `leader_election_master_status` | gauge | `name` |
 //! | `rest_client_requests_total` | counter | `code`, `method`, `host` |
+//! | `controller_runtime_webhook_requests_total` | counter | `webhook` (the path), `code` |
+//! | `controller_runtime_webhook_latency_seconds` | histogram | `webhook` |
+//! | `controller_runtime_webhook_requests_in_flight` | gauge | `webhook` |
 //!
 //! Register your own metrics with [`Metrics::register`]; the manager's server exposes them all
 //! on `/metrics` (see [`crate::server`]).
@@ -77,6 +80,14 @@ type RequestLabels = [(&'static str, String); 3];
 
 type HistogramFamily = Family<OneLabel, Histogram, fn() -> Histogram>;
 
+/// controller-runtime's webhook latency buckets: `ExponentialBuckets(10e-9, 10, 12)`, 10 ns to
+/// 1000 s.
+fn webhook_latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-8, 10.0, 12,
+    ))
+}
+
 fn reconcile_time_histogram() -> Histogram {
     Histogram::new(RECONCILE_TIME_BUCKETS)
 }
@@ -103,6 +114,7 @@ struct Inner {
     workqueue: Arc<PrometheusMetrics>,
     leader: Family<OneLabel, Gauge>,
     rest_client: Arc<RestClientMetrics>,
+    webhooks: WebhookFamilies,
 }
 
 /// The per-controller families, labelled by controller name.
@@ -181,6 +193,7 @@ impl Metrics {
             "Number of HTTP requests, partitioned by status code, method, and host",
             rest_client.requests.clone(),
         );
+        let webhooks = WebhookFamilies::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -188,6 +201,7 @@ impl Metrics {
                 workqueue,
                 leader,
                 rest_client,
+                webhooks,
             }),
         }
     }
@@ -270,6 +284,24 @@ impl Metrics {
     /// to the client with [`Config::with_request_metrics`](ferrokube_client::Config::with_request_metrics).
     pub fn rest_client(&self) -> Arc<dyn RequestMetrics> {
         self.inner.rest_client.clone()
+    }
+
+    /// The series of the webhook served at `path` (its `webhook` label), created now: the
+    /// latency histogram, the in-flight gauge, and the `200` and `500` request counters at zero
+    /// (controller-runtime's `InstrumentedHook`).
+    pub fn webhook(&self, path: &str) -> WebhookMetrics {
+        let families = &self.inner.webhooks;
+        let label: OneLabel = [("webhook", path.to_owned())];
+        let metrics = WebhookMetrics {
+            path: Arc::from(path),
+            requests: families.requests.clone(),
+            latency: families.latency.get_or_create_owned(&label),
+            in_flight: families.in_flight.get_or_create_owned(&label),
+        };
+        for code in [200, 500] {
+            let _ = metrics.requests.get_or_create(&metrics.code_labels(code));
+        }
+        metrics
     }
 }
 
@@ -402,6 +434,82 @@ impl ControllerMetrics {
     /// A worker finished a reconcile (`controller_runtime_active_workers` - 1).
     pub fn worker_finished(&self) {
         self.active_workers.dec();
+    }
+}
+
+// === impl WebhookMetrics ===
+
+/// `code` and `webhook` (the order client_golang prints them in).
+type WebhookCodeLabels = [(&'static str, String); 2];
+
+/// The webhook families, labelled by path.
+#[derive(Clone)]
+struct WebhookFamilies {
+    requests: Family<WebhookCodeLabels, Counter>,
+    latency: HistogramFamily,
+    in_flight: Family<OneLabel, Gauge>,
+}
+
+impl WebhookFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let families = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(webhook_latency_histogram),
+            in_flight: Family::default(),
+        };
+        registry.register(
+            "controller_runtime_webhook_requests",
+            "Total number of admission requests by HTTP status code",
+            families.requests.clone(),
+        );
+        registry.register(
+            "controller_runtime_webhook_latency_seconds",
+            "Histogram of the latency of processing admission requests",
+            families.latency.clone(),
+        );
+        registry.register(
+            "controller_runtime_webhook_requests_in_flight",
+            "Current number of admission requests being served",
+            families.in_flight.clone(),
+        );
+        families
+    }
+}
+
+/// The series of one webhook path. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WebhookMetrics {
+    path: Arc<str>,
+    requests: Family<WebhookCodeLabels, Counter>,
+    latency: Histogram,
+    in_flight: Gauge,
+}
+
+impl WebhookMetrics {
+    /// The webhook's path (the `webhook` label).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn code_labels(&self, code: u16) -> WebhookCodeLabels {
+        [
+            ("code", code.to_string()),
+            ("webhook", self.path.to_string()),
+        ]
+    }
+
+    /// A request started (`controller_runtime_webhook_requests_in_flight` + 1).
+    pub fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A request was answered with `code` after `took`: counted in
+    /// `controller_runtime_webhook_requests_total{code}` and observed in
+    /// `controller_runtime_webhook_latency_seconds`; the in-flight gauge goes down by one.
+    pub fn request_done(&self, code: u16, took: Duration) {
+        self.requests.get_or_create(&self.code_labels(code)).inc();
+        self.latency.observe(took.as_secs_f64());
+        self.in_flight.dec();
     }
 }
 
@@ -581,6 +689,47 @@ mod tests {
         assert_eq!(
             samples(&metrics, "workqueue_adds_total"),
             [r#"workqueue_adds_total{name="pods",controller="pods"} 1"#]
+        );
+    }
+
+    #[test]
+    fn webhook_series_have_controller_runtime_names() {
+        let metrics = Metrics::new();
+        let hook = metrics.webhook("/validate-v1-pod");
+        assert_eq!(hook.path(), "/validate-v1-pod");
+        let mut counters = samples(&metrics, "controller_runtime_webhook_requests_total");
+        counters.sort(); // a family's series come in hash order
+        assert_eq!(
+            counters,
+            [
+                "controller_runtime_webhook_requests_total{code=\"200\",webhook=\"/validate-v1-pod\"} 0",
+                "controller_runtime_webhook_requests_total{code=\"500\",webhook=\"/validate-v1-pod\"} 0",
+            ]
+        );
+        hook.request_started();
+        assert_eq!(
+            samples(&metrics, "controller_runtime_webhook_requests_in_flight"),
+            ["controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 1"]
+        );
+        hook.request_done(400, Duration::from_millis(3));
+        let text = metrics.encode();
+        for line in [
+            "controller_runtime_webhook_requests_total{code=\"400\",webhook=\"/validate-v1-pod\"} 1",
+            "controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 0",
+            "controller_runtime_webhook_latency_seconds_count{webhook=\"/validate-v1-pod\"} 1",
+            "controller_runtime_webhook_latency_seconds_bucket{le=\"0.01\",webhook=\"/validate-v1-pod\"} 1",
+            "controller_runtime_webhook_latency_seconds_bucket{le=\"0.001\",webhook=\"/validate-v1-pod\"} 0",
+        ] {
+            assert!(
+                text.contains(&format!("\n{line}\n")),
+                "{line} missing in\n{text}"
+            );
+        }
+        // The same path again: the same series.
+        metrics.webhook("/validate-v1-pod").request_started();
+        assert_eq!(
+            samples(&metrics, "controller_runtime_webhook_requests_in_flight"),
+            ["controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 1"]
         );
     }
 
