@@ -6,6 +6,8 @@
 //! `KUBECONFIG`. When neither is available every test is reported as ignored and one line says
 //! why: the suite never pretends to have run.
 
+pub mod fault_proxy;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
