@@ -498,18 +498,46 @@ impl WebhookMetrics {
         ]
     }
 
-    /// A request started (`controller_runtime_webhook_requests_in_flight` + 1).
-    pub fn request_started(&self) {
+    /// A request started: `controller_runtime_webhook_requests_in_flight` goes up by one until
+    /// the returned guard is dropped; [`InFlightRequest::done`] also counts the answer.
+    pub fn start(&self) -> InFlightRequest {
         self.in_flight.inc();
+        InFlightRequest {
+            metrics: self.clone(),
+            started: std::time::Instant::now(),
+        }
     }
+}
 
-    /// A request was answered with `code` after `took`: counted in
-    /// `controller_runtime_webhook_requests_total{code}` and observed in
-    /// `controller_runtime_webhook_latency_seconds`; the in-flight gauge goes down by one.
-    pub fn request_done(&self, code: u16, took: Duration) {
-        self.requests.get_or_create(&self.code_labels(code)).inc();
-        self.latency.observe(took.as_secs_f64());
-        self.in_flight.dec();
+/// One webhook request being served (see [`WebhookMetrics::start`]). Dropped without
+/// [`done`](Self::done) (the client went away), it leaves the in-flight gauge and counts
+/// nothing.
+#[must_use = "dropping it ends the request at once"]
+#[derive(Debug)]
+pub struct InFlightRequest {
+    metrics: WebhookMetrics,
+    started: std::time::Instant,
+}
+
+impl InFlightRequest {
+    /// The request was answered with `code`: counted in
+    /// `controller_runtime_webhook_requests_total{code}`, its latency observed in
+    /// `controller_runtime_webhook_latency_seconds`.
+    pub fn done(self, code: u16) {
+        let metrics = &self.metrics;
+        metrics
+            .requests
+            .get_or_create(&metrics.code_labels(code))
+            .inc();
+        metrics
+            .latency
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
     }
 }
 
@@ -706,19 +734,21 @@ mod tests {
                 "controller_runtime_webhook_requests_total{code=\"500\",webhook=\"/validate-v1-pod\"} 0",
             ]
         );
-        hook.request_started();
+        let request = hook.start();
+        let abandoned = hook.start();
         assert_eq!(
             samples(&metrics, "controller_runtime_webhook_requests_in_flight"),
-            ["controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 1"]
+            ["controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 2"]
         );
-        hook.request_done(400, Duration::from_millis(3));
+        drop(abandoned);
+        request.done(400);
         let text = metrics.encode();
         for line in [
             "controller_runtime_webhook_requests_total{code=\"400\",webhook=\"/validate-v1-pod\"} 1",
             "controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 0",
             "controller_runtime_webhook_latency_seconds_count{webhook=\"/validate-v1-pod\"} 1",
-            "controller_runtime_webhook_latency_seconds_bucket{le=\"0.01\",webhook=\"/validate-v1-pod\"} 1",
-            "controller_runtime_webhook_latency_seconds_bucket{le=\"0.001\",webhook=\"/validate-v1-pod\"} 0",
+            "controller_runtime_webhook_latency_seconds_bucket{le=\"1000.0\",webhook=\"/validate-v1-pod\"} 1",
+            "controller_runtime_webhook_latency_seconds_bucket{le=\"1e-8\",webhook=\"/validate-v1-pod\"} 0",
         ] {
             assert!(
                 text.contains(&format!("\n{line}\n")),
@@ -726,11 +756,12 @@ mod tests {
             );
         }
         // The same path again: the same series.
-        metrics.webhook("/validate-v1-pod").request_started();
+        let again = metrics.webhook("/validate-v1-pod").start();
         assert_eq!(
             samples(&metrics, "controller_runtime_webhook_requests_in_flight"),
             ["controller_runtime_webhook_requests_in_flight{webhook=\"/validate-v1-pod\"} 1"]
         );
+        drop(again);
     }
 
     #[test]

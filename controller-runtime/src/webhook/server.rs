@@ -15,19 +15,66 @@
 //! `controller_runtime_webhook_requests_total{webhook,code}`,
 //! `controller_runtime_webhook_latency_seconds{webhook}` and
 //! `controller_runtime_webhook_requests_in_flight{webhook}`, `webhook` being the path.
+//!
+//! The [`Manager`](crate::manager::Manager) runs one when configured with
+//! [`ManagerOptions::webhook_server`](crate::manager::ManagerOptions::webhook_server); on its
+//! own:
+//!
+//! ```no_run
+//! use ferrokube_runtime::metrics::Metrics;
+//! use ferrokube_runtime::webhook::server::{Options, WebhookServer};
+//! use ferrokube_runtime::webhook::{Handler, Reply, ReplyFuture};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! struct AllowAll;
+//!
+//! impl Handler for AllowAll {
+//!     fn handle(&self, body: bytes::Bytes) -> ReplyFuture<'_> {
+//!         Box::pin(async move { Reply::ok(body) }) // a real handler answers a review
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), ferrokube_runtime::webhook::server::Error> {
+//! let server = WebhookServer::new(
+//!     Options::default().cert_dir("/var/run/webhook-certs"),
+//!     Metrics::new(),
+//! );
+//! server.register("/validate-example-com-v1-widget", AllowAll)?;
+//! // Reads tls.crt and tls.key now (a missing or bad file fails here) and binds :9443.
+//! let bound = server.bind().await?;
+//! println!("serving webhooks on {}", bound.local_addr());
+//! let shutdown = CancellationToken::new();
+//! tokio::spawn(bound.serve(shutdown.clone()));
+//! // … later: stop accepting, let in-flight requests finish.
+//! shutdown.cancel();
+//! # Ok(()) }
+//! ```
 
+mod certwatcher;
 mod options;
+mod serve;
+#[cfg(test)]
+pub(crate) mod test_certs;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
 
+pub use self::certwatcher::CertWatcher;
 pub use self::options::{
     DEFAULT_CERT_POLL_INTERVAL, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_READ_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT, Options,
 };
+pub use self::serve::BoundServer;
 use super::Handler;
 use crate::metrics::{Metrics, WebhookMetrics};
 
@@ -48,11 +95,53 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The server was already bound (it runs once).
+    #[error("the webhook server has already been started")]
+    AlreadyStarted,
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr} for webhooks")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate or key file could not be read.
+    #[error("cannot read the webhook serving certificate file {}", path.display())]
+    ReadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why reading failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate or key file holds no usable certificate or key.
+    #[error("invalid webhook serving certificate file {}: {reason}", path.display())]
+    InvalidCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The private key is not the certificate's.
+    #[error("the private key {} does not match the certificate {}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// TLS could not be set up with the certificate.
+    #[error("cannot set up TLS for the webhook server: {reason}")]
+    Tls {
+        /// What rustls said.
+        reason: String,
+    },
 }
 
 /// A registered webhook: its handler and its series.
 #[derive(Clone)]
-#[allow(dead_code)] // read by the serving loop, in the next commit
 struct Route {
     handler: Arc<dyn Handler>,
     metrics: WebhookMetrics,
@@ -63,6 +152,9 @@ struct Shared {
     options: Options,
     metrics: Metrics,
     routes: RwLock<BTreeMap<String, Route>>,
+    started: AtomicBool,
+    listening: AtomicBool,
+    local_addr: Mutex<Option<SocketAddr>>,
 }
 
 // === impl WebhookServer ===
@@ -91,6 +183,9 @@ impl WebhookServer {
                 options,
                 metrics,
                 routes: RwLock::new(BTreeMap::new()),
+                started: AtomicBool::new(false),
+                listening: AtomicBool::new(false),
+                local_addr: Mutex::new(None),
             }),
         }
     }
@@ -128,9 +223,63 @@ impl WebhookServer {
     }
 
     /// The webhook at `path`, if any.
-    #[allow(dead_code)] // used by the serving loop, in the next commit
     fn route(&self, path: &str) -> Option<Route> {
         self.shared.routes.read().get(path).cloned()
+    }
+
+    /// Loads the certificate and binds the address now, so that a bad certificate or a taken
+    /// port fails at start (port 0 picks a free one, see [`BoundServer::local_addr`]).
+    /// Nothing is served until [`BoundServer::serve`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyStarted`] the second time; a certificate error naming the file
+    /// ([`Error::ReadCertificate`], [`Error::InvalidCertificate`], [`Error::KeyMismatch`]);
+    /// [`Error::Bind`].
+    pub async fn bind(&self) -> Result<BoundServer, Error> {
+        if self.shared.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted);
+        }
+        let bound = BoundServer::bind(self.clone()).await;
+        if bound.is_err() {
+            // Nothing runs: a later attempt (e.g. once the certificate is written) may bind.
+            self.shared.started.store(false, Ordering::Release);
+        }
+        bound
+    }
+
+    /// [`bind`](Self::bind)s and [`serve`](BoundServer::serve)s until `shutdown` is cancelled
+    /// (controller-runtime's `Start`).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    pub async fn start(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        self.bind().await?.serve(shutdown).await
+    }
+
+    /// Where the server listens, once bound (with the port picked when binding port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.shared.local_addr.lock()
+    }
+
+    /// Whether the server accepts connections now (from [`BoundServer::serve`] until shutdown).
+    pub fn is_listening(&self) -> bool {
+        self.shared.listening.load(Ordering::Acquire)
+    }
+
+    /// A readiness check that fails until the server accepts connections (controller-runtime's
+    /// `StartedChecker`); the manager adds it to `/readyz` as `webhook`.
+    #[doc(alias = "StartedChecker")]
+    pub fn started_checker(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+        let server = self.clone();
+        move || {
+            if server.is_listening() {
+                Ok(())
+            } else {
+                Err("the webhook server is not listening yet".to_owned())
+            }
+        }
     }
 }
 
@@ -151,46 +300,4 @@ fn validate_path(path: &str) -> Result<(), Error> {
         return invalid("spaces, control characters, '?' and '#' are not allowed");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::webhook::{Reply, ReplyFuture};
-
-    struct Echo;
-
-    impl Handler for Echo {
-        fn handle(&self, body: Bytes) -> ReplyFuture<'_> {
-            Box::pin(async move { Reply::ok(body) })
-        }
-    }
-
-    #[tokio::test]
-    async fn register_checks_paths() {
-        let server = WebhookServer::new(Options::default(), Metrics::new());
-        server.register("/validate", Echo).unwrap();
-        server.clone().register("/mutate", Echo).unwrap();
-        assert!(matches!(
-            server.register("/validate", Echo),
-            Err(Error::DuplicatePath { path }) if path == "/validate"
-        ));
-        for bad in ["", "validate", "/a b", "/a?b", "/a#b", "/a\n"] {
-            assert!(
-                matches!(server.register(bad, Echo), Err(Error::InvalidPath { .. })),
-                "{bad:?} accepted"
-            );
-        }
-        assert_eq!(server.paths(), ["/mutate", "/validate"]);
-        let reply = server
-            .route("/validate")
-            .unwrap()
-            .handler
-            .handle(Bytes::from_static(b"{}"))
-            .await;
-        assert_eq!(reply, Reply::ok(Bytes::from_static(b"{}")));
-        assert!(server.route("/validate/").is_none());
-    }
 }

@@ -1,0 +1,574 @@
+//! The webhook server over real TLS on loopback.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_util::sync::CancellationToken;
+
+use super::test_certs::{self, TestCert};
+use super::*;
+use crate::webhook::{Reply, ReplyFuture};
+
+/// Answers with the body it got.
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(&self, body: Bytes) -> ReplyFuture<'_> {
+        Box::pin(async move { Reply::ok(body) })
+    }
+}
+
+/// Answers with a fixed reply, or panics.
+struct Fixed(Option<Reply>);
+
+impl Handler for Fixed {
+    fn handle(&self, _body: Bytes) -> ReplyFuture<'_> {
+        Box::pin(async move {
+            match &self.0 {
+                Some(reply) => reply.clone(),
+                None => panic!("handler bug"),
+            }
+        })
+    }
+}
+
+/// Says when a request came in, and answers once released.
+struct Gate {
+    entered: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Handler for Gate {
+    fn handle(&self, _body: Bytes) -> ReplyFuture<'_> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.release.notified().await;
+            Reply::ok("{}")
+        })
+    }
+}
+
+fn write_pair(dir: &Path, cert: &TestCert) {
+    std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &cert.key_pem).unwrap();
+}
+
+fn options(dir: &Path) -> Options {
+    Options::default()
+        .host(Ipv4Addr::LOCALHOST.into())
+        .port(0)
+        .cert_dir(dir)
+        .cert_poll_interval(Duration::from_millis(20))
+}
+
+struct Running {
+    server: WebhookServer,
+    metrics: Metrics,
+    addr: SocketAddr,
+    certs: CertWatcher,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    async fn start(options: Options, register: impl FnOnce(&WebhookServer)) -> Self {
+        let metrics = Metrics::new();
+        let server = WebhookServer::new(options, metrics.clone());
+        register(&server);
+        assert!(!server.is_listening());
+        assert!(server.started_checker()().is_err());
+        let bound = server.bind().await.unwrap();
+        let addr = bound.local_addr();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(server.local_addr(), Some(addr));
+        let certs = bound.cert_watcher().clone();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bound.serve(shutdown.clone()));
+        while !server.is_listening() {
+            tokio::task::yield_now().await;
+        }
+        Self {
+            server,
+            metrics,
+            addr,
+            certs,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        assert!(!self.server.is_listening());
+    }
+}
+
+fn connector(trusted: &[&TestCert]) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for cert in trusted {
+        roots.add(CertificateDer::from(cert.der.clone())).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn connect(addr: SocketAddr, connector: &TlsConnector) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// The certificate a new connection is served.
+async fn peer_cert(addr: SocketAddr, connector: &TlsConnector) -> Vec<u8> {
+    let tls = connect(addr, connector).await;
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find_map(|(n, v)| (n == name).then_some(v.as_str()))
+    }
+}
+
+/// Reads one answer to the end of the connection.
+async fn read_answer(tls: &mut TlsStream<TcpStream>) -> Answer {
+    let mut raw = Vec::new();
+    // A peer that closes without close_notify still gave its whole answer.
+    if let Err(error) = tls.read_to_end(&mut raw).await {
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
+    }
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{raw:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Answer {
+        status: status.parse().unwrap(),
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Sends one request (`Connection: close`) and reads its answer.
+async fn send(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut tls = connect(addr, connector).await;
+    let content_type = content_type
+        .map(|ct| format!("Content-Type: {ct}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{content_type}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    read_answer(&mut tls).await
+}
+
+async fn post(addr: SocketAddr, connector: &TlsConnector, path: &str, body: &str) -> Answer {
+    send(
+        addr,
+        connector,
+        "POST",
+        path,
+        Some("application/json"),
+        body,
+    )
+    .await
+}
+
+fn samples(metrics: &Metrics, prefix: &str) -> Vec<String> {
+    let mut lines: Vec<String> = metrics
+        .encode()
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn register_checks_paths() {
+    let server = WebhookServer::new(Options::default(), Metrics::new());
+    server.register("/validate", Echo).unwrap();
+    server.clone().register("/mutate", Echo).unwrap();
+    assert!(matches!(
+        server.register("/validate", Echo),
+        Err(Error::DuplicatePath { path }) if path == "/validate"
+    ));
+    for bad in ["", "validate", "/a b", "/a?b", "/a#b", "/a\n"] {
+        assert!(
+            matches!(server.register(bad, Echo), Err(Error::InvalidPath { .. })),
+            "{bad:?} accepted"
+        );
+    }
+    assert_eq!(server.paths(), ["/mutate", "/validate"]);
+}
+
+#[tokio::test]
+async fn routes_checks_methods_and_content_types_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_certs::generate();
+    write_pair(dir.path(), &cert);
+    let running = Running::start(options(dir.path()), |server| {
+        server.register("/echo", Echo).unwrap();
+        server
+            .register("/refuse", Fixed(Some(Reply::bad_request("not a review"))))
+            .unwrap();
+        server.register("/panic", Fixed(None)).unwrap();
+    })
+    .await;
+    assert!(running.server.is_listening());
+    assert!(running.server.started_checker()().is_ok());
+    let (addr, client) = (running.addr, connector(&[&cert]));
+
+    let ok = post(addr, &client, "/echo", r#"{"kind":"AdmissionReview"}"#).await;
+    assert_eq!(
+        (ok.status, ok.body.as_str()),
+        (200, r#"{"kind":"AdmissionReview"}"#)
+    );
+    assert_eq!(ok.header("content-type"), Some("application/json"));
+    let charset = send(
+        addr,
+        &client,
+        "POST",
+        "/echo",
+        Some("application/json; charset=utf-8"),
+        "{}",
+    )
+    .await;
+    assert_eq!(charset.status, 200);
+
+    // A handler's own status is kept.
+    let refused = post(addr, &client, "/refuse", "{}").await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (400, r#"{"error":"not a review"}"#)
+    );
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+
+    let missing = post(addr, &client, "/echo/", "{}").await;
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (404, "404 page not found\n")
+    );
+    assert_eq!(post(addr, &client, "/", "{}").await.status, 404);
+
+    let get = send(addr, &client, "GET", "/echo", None, "").await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+
+    let text = send(addr, &client, "POST", "/echo", Some("text/plain"), "{}").await;
+    assert_eq!(text.status, 400);
+    assert_eq!(
+        text.body,
+        r#"{"error":"contentType=text/plain, expected application/json"}"#
+    );
+    let none = send(addr, &client, "POST", "/echo", None, "{}").await;
+    assert_eq!(none.status, 400);
+
+    // A panicking handler is a 500, and the server goes on.
+    let panicked = post(addr, &client, "/panic", "{}").await;
+    assert_eq!(panicked.status, 500);
+    assert_eq!(post(addr, &client, "/echo", "{}").await.status, 200);
+
+    assert_eq!(
+        samples(
+            &running.metrics,
+            "controller_runtime_webhook_requests_total{code=\""
+        )
+        .into_iter()
+        .filter(|line| line.contains("webhook=\"/echo\""))
+        .collect::<Vec<_>>(),
+        [
+            "controller_runtime_webhook_requests_total{code=\"200\",webhook=\"/echo\"} 3",
+            "controller_runtime_webhook_requests_total{code=\"400\",webhook=\"/echo\"} 2",
+            "controller_runtime_webhook_requests_total{code=\"405\",webhook=\"/echo\"} 1",
+            "controller_runtime_webhook_requests_total{code=\"500\",webhook=\"/echo\"} 0",
+        ]
+    );
+    let text = running.metrics.encode();
+    for line in [
+        "controller_runtime_webhook_requests_total{code=\"500\",webhook=\"/panic\"} 1",
+        "controller_runtime_webhook_latency_seconds_count{webhook=\"/echo\"} 6",
+        "controller_runtime_webhook_requests_in_flight{webhook=\"/echo\"} 0",
+    ] {
+        assert!(
+            text.contains(&format!("\n{line}\n")),
+            "{line} missing in\n{text}"
+        );
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_without_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_certs::generate();
+    write_pair(dir.path(), &cert);
+    let running = Running::start(options(dir.path()).max_body_bytes(1024), |server| {
+        server.register("/echo", Echo).unwrap();
+    })
+    .await;
+    let (addr, client) = (running.addr, connector(&[&cert]));
+
+    let at_limit = "x".repeat(1024);
+    assert_eq!(post(addr, &client, "/echo", &at_limit).await.body, at_limit);
+
+    // A declared gigabyte: answered after the headers, the body never sent.
+    let mut tls = connect(addr, &client).await;
+    tls.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 1073741824\r\n\r\n{\"a\":",
+    )
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(60), read_answer(&mut tls))
+        .await
+        .expect("answered without the rest of the body");
+    assert_eq!(answer.status, 413);
+    assert_eq!(
+        answer.body,
+        r#"{"error":"request entity is too large; limit is 1024 bytes"}"#
+    );
+
+    // A chunked body that grows past the limit: refused once it does, the rest never sent.
+    let mut tls = connect(addr, &client).await;
+    tls.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = format!("400\r\n{}\r\n", "y".repeat(1024));
+    tls.write_all(chunk.as_bytes()).await.unwrap();
+    tls.write_all(chunk.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(60), read_answer(&mut tls))
+        .await
+        .expect("answered without the end of the body");
+    assert_eq!(answer.status, 413);
+    assert!(
+        samples(
+            &running.metrics,
+            "controller_runtime_webhook_requests_total"
+        )
+        .contains(
+            &"controller_runtime_webhook_requests_total{code=\"413\",webhook=\"/echo\"} 2"
+                .to_owned()
+        )
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn slow_clients_hit_the_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_certs::generate();
+    write_pair(dir.path(), &cert);
+    let running = Running::start(
+        options(dir.path()).read_timeout(Duration::from_millis(200)),
+        |server| server.register("/echo", Echo).unwrap(),
+    )
+    .await;
+    let (addr, client) = (running.addr, connector(&[&cert]));
+
+    // A body that stops coming: 408, and the connection is closed.
+    let mut tls = connect(addr, &client).await;
+    tls.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 10\r\n\r\n{\"a",
+    )
+    .await
+    .unwrap();
+    let answer = read_answer(&mut tls).await;
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.header("connection"), Some("close"));
+
+    // Headers that stop coming: the connection is closed without an answer.
+    let mut tls = connect(addr, &client).await;
+    tls.write_all(b"POST /echo HTTP/1.1\r\nHost: loc")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), tls.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server closes the connection");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    running.stop().await;
+}
+
+/// Rotates the pair as the kubelet updates a mounted secret (and cert-manager through it):
+/// the files are symlinks into `..data`, itself a symlink swapped atomically to a new directory.
+fn rotate(dir: &Path, cert: &TestCert, generation: u32) {
+    let data = dir.join(format!("..gen{generation}"));
+    std::fs::create_dir(&data).unwrap();
+    write_pair(&data, cert);
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&data, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for name in ["tls.crt", "tls.key"] {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.join(name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotated_certificates_are_served_to_new_connections_and_bad_ones_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (test_certs::generate(), test_certs::generate());
+    rotate(dir.path(), &first, 1);
+    let running = Running::start(options(dir.path()), |_| {}).await;
+    let (addr, client) = (running.addr, connector(&[&first, &second]));
+    assert_eq!(peer_cert(addr, &client).await, first.der);
+    let mut open = connect(addr, &client).await;
+
+    rotate(dir.path(), &second, 2);
+    // The watcher polls every 20 ms; new connections get the new certificate once it has.
+    let rotated = tokio::time::timeout(Duration::from_secs(60), async {
+        while peer_cert(addr, &client).await != second.der {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(rotated.is_ok(), "the new certificate was never served");
+
+    // The connection opened before goes on with its certificate.
+    assert_eq!(
+        open.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
+        first.der
+    );
+    open.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut open).await.status, 404);
+
+    // A broken pair (the first key with the second certificate): the second pair stays.
+    let broken = TestCert {
+        cert_pem: second.cert_pem.clone(),
+        key_pem: first.key_pem.clone(),
+        der: second.der.clone(),
+    };
+    rotate(dir.path(), &broken, 3);
+    assert!(matches!(
+        running.certs.reload(),
+        Err(Error::KeyMismatch { .. })
+    ));
+    assert_eq!(peer_cert(addr, &client).await, second.der);
+    std::fs::write(dir.path().join("..gen3/tls.crt"), "garbage").unwrap();
+    assert!(running.certs.reload().is_err());
+    assert_eq!(peer_cert(addr, &client).await, second.der);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn bind_errors_are_clear_and_bind_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = WebhookServer::new(options(dir.path()), Metrics::new());
+    let err = server.bind().await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReadCertificate { ref path, .. } if path.ends_with("tls.crt")),
+        "{err}"
+    );
+    assert!(!server.is_listening() && server.local_addr().is_none());
+
+    // Once the certificate is there, it binds (a failed bind does not count as started).
+    let cert = test_certs::generate();
+    write_pair(dir.path(), &cert);
+    let bound = server.bind().await.unwrap();
+    assert!(matches!(server.bind().await, Err(Error::AlreadyStarted)));
+
+    let taken = WebhookServer::new(
+        options(dir.path()).port(bound.local_addr().port()),
+        Metrics::new(),
+    );
+    let err = taken.bind().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Bind { addr, .. } if addr == bound.local_addr()),
+        "{err}"
+    );
+}
+
+// Multi-threaded: the client and the server's connection task run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_certs::generate();
+    write_pair(dir.path(), &cert);
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let gate = Gate {
+        entered: Arc::clone(&entered),
+        release: Arc::clone(&release),
+    };
+    // A long grace period: shutdown must end because the request ends, not because it ran out.
+    let options = options(dir.path()).shutdown_timeout(Duration::from_secs(3600));
+    let running = Running::start(options, |server| server.register("/slow", gate).unwrap()).await;
+    let (addr, client) = (running.addr, connector(&[&cert]));
+
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { post(addr, &client, "/slow", "{}").await }
+    });
+    entered.notified().await;
+    running.shutdown.cancel();
+    // The server stops accepting while the request is still running.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while running.server.is_listening() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("stops listening");
+    assert!(
+        !running.task.is_finished(),
+        "waits for the request in flight"
+    );
+    release.notify_one();
+    let answer = in_flight.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "{}"));
+    tokio::time::timeout(Duration::from_secs(60), running.task)
+        .await
+        .expect("serve returns once the request is answered")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
