@@ -136,3 +136,70 @@ fn node_pki(
         apiserver_kubelet_client_key,
     })
 }
+
+/// The CA of a webhook installation: issues the webhook server's serving certificates, again
+/// for a rotation, so the API server (which trusts the CA) accepts each of them.
+pub(crate) struct WebhookCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    names: Vec<String>,
+}
+
+impl std::fmt::Debug for WebhookCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookCa")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A serving certificate and its key, PEM-encoded.
+pub(crate) struct ServingPair {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+}
+
+impl WebhookCa {
+    /// A fresh CA issuing serving certificates for `names` (DNS names or IP addresses).
+    pub(crate) fn generate(names: Vec<String>) -> Result<Self> {
+        let generate = || -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "ferrokube-envtest-webhook-ca");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            CertifiedIssuer::self_signed(params, KeyPair::generate()?)
+        };
+        Ok(Self {
+            issuer: generate().map_err(Error::Certificates)?,
+            names,
+        })
+    }
+
+    /// The CA certificate (PEM): the `caBundle` of the webhook configurations.
+    pub(crate) fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A new serving certificate and key (ECDSA P-256) for the CA's names.
+    pub(crate) fn issue(&self) -> Result<ServingPair> {
+        let issue = || -> Result<ServingPair, rcgen::Error> {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(self.names.clone())?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "ferrokube-envtest-webhook");
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let cert = params.signed_by(&key, &self.issuer)?;
+            Ok(ServingPair {
+                cert: cert.pem(),
+                key: key.serialize_pem(),
+            })
+        };
+        issue().map_err(Error::Certificates)
+    }
+}

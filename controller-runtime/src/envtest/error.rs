@@ -82,6 +82,35 @@ pub enum Error {
     #[error("USE_EXISTING_CLUSTER=true but no cluster config could be loaded")]
     ExistingCluster(#[source] kube::config::InferConfigError),
 
+    /// A webhook's `clientConfig` names no path to serve it at (see
+    /// [`WebhookInstallOptions`](super::WebhookInstallOptions)).
+    #[error("webhook {webhook}: {reason}")]
+    WebhookClientConfig {
+        /// The webhook's name.
+        webhook: String,
+        /// What is wrong with its `clientConfig`.
+        reason: String,
+    },
+
+    /// Creating, updating or deleting a webhook configuration or CRD failed.
+    #[error("installing webhooks: {what}")]
+    Install {
+        /// The object, e.g. `ValidatingWebhookConfiguration podcounts.example.com`.
+        what: String,
+        /// The API server's answer.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// A CRD installed with a conversion webhook was not `Established` in time.
+    #[error("CustomResourceDefinition {crd} was not Established after {waited:?}")]
+    NotEstablished {
+        /// The CRD's name.
+        crd: String,
+        /// How long the installation waited.
+        waited: Duration,
+    },
+
     /// Building a ferrokube client for the control plane failed.
     #[error("building a ferrokube client for {url}")]
     ApiClient {

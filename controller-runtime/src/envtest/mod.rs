@@ -12,6 +12,10 @@
 //! really run (see [`NodeOptions`]); [`EnvironmentOptions::preflight`] says whether this host
 //! can run it.
 //!
+//! With [`EnvironmentOptions::webhooks`], webhook configurations and CRD conversion stanzas are
+//! installed pointing the API server at a local webhook server, with a CA and serving
+//! certificate generated for it (see [`WebhookInstallOptions`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ferrokube_runtime::envtest::{Environment, EnvironmentOptions};
@@ -28,6 +32,7 @@ mod certs;
 mod error;
 mod node;
 mod process;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,6 +43,9 @@ use self::error::io;
 pub use self::error::{Error, Result};
 pub use self::node::{BUSYBOX_IMAGE, NodeOptions, PAUSE_IMAGE};
 use self::process::{Process, free_port};
+pub use self::webhook::{
+    CERT_FILE, DEFAULT_CONVERSION_PATH, KEY_FILE, WebhookInstallOptions, WebhookInstallation,
+};
 
 /// The folder searched for binaries when `KUBEBUILDER_ASSETS` is not set.
 pub const DEFAULT_ASSETS_DIR: &str = "/usr/local/kubebuilder/bin";
@@ -51,6 +59,7 @@ pub struct EnvironmentOptions {
     api_server_flags: Vec<String>,
     start_timeout: Duration,
     node: Option<NodeOptions>,
+    webhooks: Option<WebhookInstallOptions>,
 }
 
 impl Default for EnvironmentOptions {
@@ -62,6 +71,7 @@ impl Default for EnvironmentOptions {
             api_server_flags: Vec::new(),
             start_timeout: Duration::from_secs(60),
             node: None,
+            webhooks: None,
         }
     }
 }
@@ -115,6 +125,32 @@ impl EnvironmentOptions {
     #[must_use]
     pub fn node(mut self, options: NodeOptions) -> Self {
         self.node = Some(options);
+        self
+    }
+
+    /// Webhooks to install once the API server is ready (controller-runtime's
+    /// `Environment.WebhookInstallOptions`): the environment generates the webhook server's
+    /// certificates and picks its port, read them with [`Environment::webhook_cert_dir`] and
+    /// [`Environment::webhook_port`]. With an existing cluster, its API server must be able to
+    /// reach the webhook server (a kind cluster cannot reach this host's `127.0.0.1`: see
+    /// [`WebhookInstallOptions::external_name`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(config: k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// use ferrokube_runtime::envtest::{EnvironmentOptions, WebhookInstallOptions};
+    ///
+    /// let env = EnvironmentOptions::default()
+    ///     .webhooks(WebhookInstallOptions::default().mutating(config))
+    ///     .start()
+    ///     .await?;
+    /// let (port, dir) = (env.webhook_port(), env.webhook_cert_dir());
+    /// println!("webhook server: port {port:?}, certificates in {dir:?}");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn webhooks(mut self, options: WebhookInstallOptions) -> Self {
+        self.webhooks = Some(options);
         self
     }
 
@@ -190,6 +226,7 @@ pub struct Environment {
     config: kube::Config,
     kubeconfig: Option<PathBuf>,
     control_plane: Option<ControlPlane>,
+    webhooks: Option<WebhookInstallation>,
 }
 
 impl Environment {
@@ -199,23 +236,31 @@ impl Environment {
     }
 
     /// Starts an environment with `options`.
-    pub async fn start_with(options: EnvironmentOptions) -> Result<Self> {
-        if options.uses_existing_cluster() {
+    pub async fn start_with(mut options: EnvironmentOptions) -> Result<Self> {
+        let webhooks = options.webhooks.take();
+        let mut env = if options.uses_existing_cluster() {
             let config = kube::Config::infer()
                 .await
                 .map_err(Error::ExistingCluster)?;
-            return Ok(Self {
+            Self {
                 config,
                 kubeconfig: existing_kubeconfig_path(),
                 control_plane: None,
-            });
+                webhooks: None,
+            }
+        } else {
+            let control_plane = ControlPlane::start(options).await?;
+            Self {
+                config: control_plane.config.clone(),
+                kubeconfig: Some(control_plane.kubeconfig.clone()),
+                control_plane: Some(control_plane),
+                webhooks: None,
+            }
+        };
+        if let Some(webhooks) = webhooks {
+            env.webhooks = Some(webhooks.install(&env.client()?).await?);
         }
-        let control_plane = ControlPlane::start(options).await?;
-        Ok(Self {
-            config: control_plane.config.clone(),
-            kubeconfig: Some(control_plane.kubeconfig.clone()),
-            control_plane: Some(control_plane),
-        })
+        Ok(env)
     }
 
     /// Client configuration for the cluster, authenticated as an admin in `system:masters`.
@@ -273,6 +318,23 @@ impl Environment {
             .node
             .as_ref()
             .map(node::Node::ip)
+    }
+
+    /// The installed webhooks, if the options had [`EnvironmentOptions::webhooks`].
+    pub fn webhooks(&self) -> Option<&WebhookInstallation> {
+        self.webhooks.as_ref()
+    }
+
+    /// The folder holding the webhook server's `tls.crt` and `tls.key`, if webhooks were
+    /// installed: the manager's webhook server reads its certificates from here.
+    pub fn webhook_cert_dir(&self) -> Option<&Path> {
+        self.webhooks.as_ref().map(WebhookInstallation::cert_dir)
+    }
+
+    /// The port the webhook server must listen on (on [`WebhookInstallation::host`],
+    /// `127.0.0.1` by default), if webhooks were installed.
+    pub fn webhook_port(&self) -> Option<u16> {
+        self.webhooks.as_ref().map(WebhookInstallation::port)
     }
 
     /// Process ids of the started control plane (`(binary, pid)`), for diagnostics.
