@@ -1,0 +1,15 @@
+//! Chaos tests: informers and controllers against a real control plane while the network and
+//! the API server misbehave (see RELIABILITY.md). Every test name contains "chaos", so
+//! `cargo test -p tests --release -- chaos` runs them all.
+
+mod controller;
+mod faults;
+mod informers;
+mod widgets;
+
+fn main() -> std::process::ExitCode {
+    let mut tests = Vec::new();
+    tests.extend(informers::tests());
+    tests.extend(controller::tests());
+    tests::run(tests)
+}
