@@ -2,15 +2,17 @@
 //! with warm standby, one HTTP server for `/metrics`, `/healthz`, `/readyz`, and graceful
 //! shutdown (controller-runtime's `pkg/manager`).
 //!
-//! [`Manager::start`] runs, in order: the HTTP server; the cache (every informer the
+//! [`Manager::start`] runs, in order: the HTTP server; the webhook server, if there is one
+//! (on every replica: conversion webhooks must answer before the caches list); the cache (every informer the
 //! controllers need, on every replica: a standby's caches are synced before it leads); the
 //! runnables that need no leader election; then, once the Lease is held (at once without
 //! leader election), the leader-elected runnables — the controllers.
 //!
 //! Shutdown (the token passed to `start` is cancelled) runs in reverse: leader-elected
 //! runnables stop taking work and the manager waits for reconciles in flight, then the Lease
-//! is released (if configured), the other runnables stop, the cache, the event broadcaster
-//! and the server — all within the graceful shutdown timeout.
+//! is released (if configured), the other runnables stop, the cache, the event broadcaster,
+//! the webhook server (requests in flight are answered) and the HTTP server — all within the
+//! graceful shutdown timeout.
 //!
 //! Losing the Lease stops the leader-elected runnables at once and `start` returns
 //! [`Error::LeaderElectionLost`] without a graceful wait (or exits the process, with
@@ -21,6 +23,8 @@ mod options;
 mod runnable;
 mod signals;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,6 +45,7 @@ use crate::cached_client::CachedClient;
 use crate::metrics::Metrics;
 use crate::reconcile::BoxError;
 use crate::server::HealthChecks;
+use crate::webhook::server::{Options as WebhookServerOptions, WebhookServer};
 
 /// Why the manager could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,9 @@ pub enum Error {
     /// The HTTP server could not start, or a health check could not be added.
     #[error(transparent)]
     Server(#[from] crate::server::Error),
+    /// The webhook server could not start (its certificate, its port).
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::server::Error),
     /// The cache failed (an informer panicked).
     #[error(transparent)]
     Cache(#[from] crate::cache::Error),
@@ -121,6 +129,7 @@ struct Inner {
     server_address: Mutex<Option<SocketAddr>>,
     leading: watch::Sender<bool>,
     leader_healthz: HealthzAdaptor,
+    webhook_server: OnceLock<WebhookServer>,
 }
 
 /// Runs controllers and other runnables with a shared client and cache. Cheap to clone.
@@ -198,6 +207,7 @@ impl Manager {
             events,
             field_manager,
             exit_on_lost_leadership,
+            webhook_server,
         } = options;
         let identity = leader_election
             .as_ref()
@@ -233,7 +243,7 @@ impl Manager {
             );
         }
         let (leading, _) = watch::channel(false);
-        Self {
+        let manager = Self {
             inner: Arc::new(Inner {
                 client,
                 cache,
@@ -254,8 +264,28 @@ impl Manager {
                 server_address: Mutex::new(None),
                 leading,
                 leader_healthz,
+                webhook_server: OnceLock::new(),
             }),
+        };
+        if let Some(options) = webhook_server {
+            manager.init_webhook_server(options);
         }
+        manager
+    }
+
+    /// Creates the webhook server (once) with its `webhook` readiness check.
+    fn init_webhook_server(&self, options: WebhookServerOptions) -> &WebhookServer {
+        self.inner.webhook_server.get_or_init(|| {
+            let server = WebhookServer::new(options, self.inner.metrics.clone());
+            if let Err(error) = self
+                .inner
+                .readyz
+                .add("webhook", Arc::new(server.started_checker()))
+            {
+                tracing::warn!(%error, "cannot add the webhook server's readiness check");
+            }
+            server
+        })
     }
 
     /// The reconcilers' client: reads from the cache, writes to the API server.
@@ -351,6 +381,27 @@ impl Manager {
     /// Where the HTTP server listens, once [`start`](Self::start) has bound it.
     pub fn server_address(&self) -> Option<SocketAddr> {
         *self.inner.server_address.lock()
+    }
+
+    /// The webhook server: register admission and conversion webhooks on it before
+    /// [`start`](Self::start) (controller-runtime's `GetWebhookServer`). Configured with
+    /// [`ManagerOptions::webhook_server`]; if it was not, the first call creates one with the
+    /// default [`Options`](crate::webhook::server::Options) (port 9443, certificates in
+    /// `$TMPDIR/k8s-webhook-server/serving-certs`), which `start` then runs — so call it
+    /// before `start`. The manager adds the readiness check `webhook`, failing until the
+    /// server accepts connections.
+    #[doc(alias = "GetWebhookServer")]
+    pub fn webhook_server(&self) -> &WebhookServer {
+        if self.is_started() && self.inner.webhook_server.get().is_none() {
+            tracing::warn!("webhook server created after the manager started: it will not run");
+        }
+        self.init_webhook_server(WebhookServerOptions::default())
+    }
+
+    /// Where the webhook server listens, once [`start`](Self::start) has bound it (with the
+    /// port picked when configured with port 0).
+    pub fn webhook_server_address(&self) -> Option<SocketAddr> {
+        self.inner.webhook_server.get()?.local_addr()
     }
 
     /// Whether this replica runs its leader-elected runnables now.

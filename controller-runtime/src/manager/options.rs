@@ -6,6 +6,7 @@ use std::time::Duration;
 use ferrokube_client::BroadcasterConfig;
 
 use crate::cache::CacheOptions;
+use crate::webhook::server::Options as WebhookServerOptions;
 
 /// controller-runtime's default graceful shutdown timeout.
 pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,7 +92,8 @@ impl LeaderElectionOptions {
 /// How a [`Manager`](super::Manager) runs (controller-runtime's `manager.Options`).
 ///
 /// Defaults: the cache's defaults (see [`CacheOptions`]), no leader election, one HTTP server
-/// for `/metrics`, `/healthz` and `/readyz` on `0.0.0.0:8080`, a 30 s graceful shutdown.
+/// for `/metrics`, `/healthz` and `/readyz` on `0.0.0.0:8080`, a 30 s graceful shutdown, no
+/// webhook server (unless [`Manager::webhook_server`](super::Manager::webhook_server) is called).
 #[must_use]
 #[derive(Debug)]
 pub struct ManagerOptions {
@@ -102,6 +104,7 @@ pub struct ManagerOptions {
     pub(crate) events: BroadcasterConfig,
     pub(crate) field_manager: Option<String>,
     pub(crate) exit_on_lost_leadership: bool,
+    pub(crate) webhook_server: Option<WebhookServerOptions>,
 }
 
 impl Default for ManagerOptions {
@@ -114,6 +117,7 @@ impl Default for ManagerOptions {
             events: BroadcasterConfig::default(),
             field_manager: None,
             exit_on_lost_leadership: false,
+            webhook_server: None,
         }
     }
 }
@@ -164,6 +168,14 @@ impl ManagerOptions {
     /// shutdown, and the caller exits).
     pub fn exit_on_lost_leadership(mut self, exit: bool) -> Self {
         self.exit_on_lost_leadership = exit;
+        self
+    }
+
+    /// Run a webhook server with these options (controller-runtime's `WebhookServer` option):
+    /// on every replica, leader or not, from before the caches start until after they stopped.
+    /// Register webhooks on [`Manager::webhook_server`](super::Manager::webhook_server).
+    pub fn webhook_server(mut self, options: WebhookServerOptions) -> Self {
+        self.webhook_server = Some(options);
         self
     }
 }

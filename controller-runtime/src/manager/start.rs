@@ -73,6 +73,23 @@ impl Manager {
             None => None,
         };
 
+        // Not leader-elected: webhooks answer on every replica. Before the cache, because a
+        // conversion webhook may be needed to list the cached custom resources.
+        let webhook_stop = root.child_token();
+        let webhook_task = match inner.webhook_server.get() {
+            Some(webhooks) => {
+                let bound = webhooks.bind().await?;
+                let errors = errors.clone();
+                let stop = webhook_stop.clone();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = bound.serve(stop).await {
+                        let _ = errors.send(Error::Webhook(e));
+                    }
+                }))
+            }
+            None => None,
+        };
+
         let cache_stop = root.child_token();
         let cache_task = {
             let cache = inner.cache.clone();
@@ -199,6 +216,15 @@ impl Manager {
         let _ = tokio::time::timeout_at(deadline, cache_task).await;
         if let Some(b) = inner.broadcaster.get() {
             let _ = tokio::time::timeout_at(deadline, b.flush()).await;
+        }
+        webhook_stop.cancel();
+        if let Some(task) = webhook_task {
+            let abort = task.abort_handle();
+            let drained = tokio::time::timeout_at(deadline, task).await;
+            if drained.is_err() {
+                abort.abort();
+                pending.push("webhook server".to_owned());
+            }
         }
         server_stop.cancel();
         if let Some(task) = server_task {

@@ -54,7 +54,7 @@ mod certwatcher;
 mod options;
 mod serve;
 #[cfg(test)]
-pub(crate) mod test_certs;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 

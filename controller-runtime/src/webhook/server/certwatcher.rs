@@ -193,7 +193,7 @@ fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::server::test_certs::{self, TestCert};
+    use crate::webhook::server::test_support::{self, TestCert};
 
     fn write(dir: &Path, cert: &TestCert) {
         std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn loads_reloads_on_change_and_keeps_the_old_pair_when_the_new_one_is_bad() {
         let dir = tempfile::tempdir().unwrap();
-        let (first, second) = (test_certs::generate(), test_certs::generate());
+        let (first, second) = (test_support::generate(), test_support::generate());
         write(dir.path(), &first);
         let watcher =
             CertWatcher::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
@@ -254,7 +254,7 @@ mod tests {
         let err = CertWatcher::new(&crt, &key).unwrap_err();
         assert!(err.to_string().contains("tls.crt"), "{err}");
 
-        let cert = test_certs::generate();
+        let cert = test_support::generate();
         std::fs::write(&crt, &cert.cert_pem).unwrap();
         std::fs::write(&key, "not a key").unwrap();
         let err = CertWatcher::new(&crt, &key).unwrap_err();
@@ -276,7 +276,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn watch_polls_until_cancelled() {
         let dir = tempfile::tempdir().unwrap();
-        let (first, second) = (test_certs::generate(), test_certs::generate());
+        let (first, second) = (test_support::generate(), test_support::generate());
         write(dir.path(), &first);
         let watcher =
             CertWatcher::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();

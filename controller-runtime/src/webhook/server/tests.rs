@@ -9,13 +9,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 
-use super::test_certs::{self, TestCert};
+use super::test_support::{self, TestCert, connect, connector, peer_cert, post, read_answer, send};
 use super::*;
 use crate::webhook::{Reply, ReplyFuture};
 
@@ -114,105 +110,6 @@ impl Running {
     }
 }
 
-fn connector(trusted: &[&TestCert]) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    for cert in trusted {
-        roots.add(CertificateDer::from(cert.der.clone())).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
-async fn connect(addr: SocketAddr, connector: &TlsConnector) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.unwrap()
-}
-
-/// The certificate a new connection is served.
-async fn peer_cert(addr: SocketAddr, connector: &TlsConnector) -> Vec<u8> {
-    let tls = connect(addr, connector).await;
-    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find_map(|(n, v)| (n == name).then_some(v.as_str()))
-    }
-}
-
-/// Reads one answer to the end of the connection.
-async fn read_answer(tls: &mut TlsStream<TcpStream>) -> Answer {
-    let mut raw = Vec::new();
-    // A peer that closes without close_notify still gave its whole answer.
-    if let Err(error) = tls.read_to_end(&mut raw).await {
-        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
-    }
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{raw:?}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let headers = lines
-        .filter_map(|line| line.split_once(": "))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    Answer {
-        status: status.parse().unwrap(),
-        headers,
-        body: body.to_owned(),
-    }
-}
-
-/// Sends one request (`Connection: close`) and reads its answer.
-async fn send(
-    addr: SocketAddr,
-    connector: &TlsConnector,
-    method: &str,
-    path: &str,
-    content_type: Option<&str>,
-    body: &str,
-) -> Answer {
-    let mut tls = connect(addr, connector).await;
-    let content_type = content_type
-        .map(|ct| format!("Content-Type: {ct}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{content_type}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    read_answer(&mut tls).await
-}
-
-async fn post(addr: SocketAddr, connector: &TlsConnector, path: &str, body: &str) -> Answer {
-    send(
-        addr,
-        connector,
-        "POST",
-        path,
-        Some("application/json"),
-        body,
-    )
-    .await
-}
-
 fn samples(metrics: &Metrics, prefix: &str) -> Vec<String> {
     let mut lines: Vec<String> = metrics
         .encode()
@@ -245,7 +142,7 @@ async fn register_checks_paths() {
 #[tokio::test]
 async fn routes_checks_methods_and_content_types_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = test_certs::generate();
+    let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let running = Running::start(options(dir.path()), |server| {
         server.register("/echo", Echo).unwrap();
@@ -341,7 +238,7 @@ async fn routes_checks_methods_and_content_types_and_counts() {
 #[tokio::test]
 async fn oversized_bodies_get_413_without_being_read() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = test_certs::generate();
+    let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let running = Running::start(options(dir.path()).max_body_bytes(1024), |server| {
         server.register("/echo", Echo).unwrap();
@@ -400,7 +297,7 @@ async fn oversized_bodies_get_413_without_being_read() {
 #[tokio::test]
 async fn slow_clients_hit_the_read_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = test_certs::generate();
+    let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let running = Running::start(
         options(dir.path()).read_timeout(Duration::from_millis(200)),
@@ -452,7 +349,7 @@ fn rotate(dir: &Path, cert: &TestCert, generation: u32) {
 #[tokio::test]
 async fn rotated_certificates_are_served_to_new_connections_and_bad_ones_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, second) = (test_certs::generate(), test_certs::generate());
+    let (first, second) = (test_support::generate(), test_support::generate());
     rotate(dir.path(), &first, 1);
     let running = Running::start(options(dir.path()), |_| {}).await;
     let (addr, client) = (running.addr, connector(&[&first, &second]));
@@ -509,7 +406,7 @@ async fn bind_errors_are_clear_and_bind_runs_once() {
     assert!(!server.is_listening() && server.local_addr().is_none());
 
     // Once the certificate is there, it binds (a failed bind does not count as started).
-    let cert = test_certs::generate();
+    let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let bound = server.bind().await.unwrap();
     assert!(matches!(server.bind().await, Err(Error::AlreadyStarted)));
@@ -529,7 +426,7 @@ async fn bind_errors_are_clear_and_bind_runs_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = test_certs::generate();
+    let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let gate = Gate {
