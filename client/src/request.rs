@@ -20,6 +20,15 @@ use crate::watch::{self, WatchEvent};
 /// How many times a 429/5xx answer with `Retry-After` is retried (client-go's maximum).
 pub const MAX_RETRY_AFTER_RETRIES: u32 = 10;
 
+/// Up to this fraction of a `Retry-After` delay is added at random before the retry.
+///
+/// client-go waits exactly the delay the server asked for. An overloaded API server answers
+/// every request it turns away at one moment with the same `Retry-After: 1`, so without jitter
+/// all of them come back together one second later, collide again, and a request can use up
+/// its ten retries in a herd that never disperses: the caller gets a 429. With jitter the
+/// herd spreads over half a second and the retries succeed.
+pub const RETRY_AFTER_JITTER: f64 = 0.5;
+
 /// A request being built; finish it with [`decode`](Self::decode), [`bytes`](Self::bytes),
 /// [`lines`](Self::lines), [`watch`](Self::watch) or [`response`](Self::response).
 #[derive(Debug)]
@@ -262,6 +271,7 @@ impl Request {
                 && attempt < MAX_RETRY_AFTER_RETRIES
             {
                 attempt += 1;
+                let delay = retry_after_delay(delay);
                 tracing::debug!(%url, %status, ?delay, attempt, "server asked to retry later");
                 tokio::time::sleep(delay).await;
                 continue;
@@ -401,6 +411,12 @@ impl FullResponse {
     }
 }
 
+/// The wait before retrying an answer that asked for `asked`: at least that, plus up to
+/// [`RETRY_AFTER_JITTER`] of it at random.
+fn retry_after_delay(asked: Duration) -> Duration {
+    asked.mul_f64(1.0 + rand::random::<f64>() * RETRY_AFTER_JITTER)
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(RETRY_AFTER)?
@@ -486,5 +502,25 @@ impl Client {
     /// A DELETE request.
     pub fn delete(&self) -> Request {
         self.request(Method::DELETE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_waits_at_least_the_delay_asked_plus_jitter() {
+        let asked = Duration::from_secs(1);
+        let delays: Vec<Duration> = (0..1000).map(|_| retry_after_delay(asked)).collect();
+        let (min, max) = (
+            delays.iter().min().copied().unwrap_or_default(),
+            delays.iter().max().copied().unwrap_or_default(),
+        );
+        assert!(min >= asked, "{min:?} is shorter than Retry-After");
+        assert!(max <= asked.mul_f64(1.0 + RETRY_AFTER_JITTER), "{max:?}");
+        // Spread over most of the jitter window (the chance of less is below 1000 × 0.6^999).
+        assert!(max - min >= Duration::from_millis(300), "{min:?}..{max:?}");
+        assert_eq!(retry_after_delay(Duration::ZERO), Duration::ZERO);
     }
 }

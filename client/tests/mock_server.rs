@@ -154,6 +154,48 @@ async fn too_many_requests_with_retry_after_is_retried() {
     );
 }
 
+/// Requests turned away together with `Retry-After: 1` come back spread out, not in a herd
+/// that collides again (with client-go's exact wait they all came back within milliseconds).
+#[tokio::test]
+async fn simultaneous_429s_are_retried_at_different_times() {
+    const CLIENTS: usize = 8;
+    let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let log = Arc::clone(&arrivals);
+    let mock = Mock::start(move |n, _| {
+        if n >= CLIENTS {
+            log.lock().push(Instant::now());
+        }
+        async move {
+            if n < CLIENTS {
+                let body = status_json(429, "TooManyRequests", "slow down");
+                with_header(respond(429, body), header::RETRY_AFTER, "1")
+            } else {
+                respond(200, CM_JSON)
+            }
+        }
+    })
+    .await;
+    let clients: Vec<Client> = (0..CLIENTS).map(|_| mock.client()).collect();
+    let gets = clients
+        .iter()
+        .map(|c| async move { configmaps(c).get("cm").await });
+    for got in futures::future::join_all(gets).await {
+        assert_eq!(got.unwrap().metadata.name.as_deref(), Some("cm"));
+    }
+    let arrivals = arrivals.lock().clone();
+    assert_eq!(arrivals.len(), CLIENTS, "one retry each");
+    let (first, last) = (
+        arrivals.iter().min().unwrap(),
+        arrivals.iter().max().unwrap(),
+    );
+    // Uniform over half a second: all eight within 50 ms has a chance of about 8 × 0.1^7.
+    assert!(
+        *last - *first >= Duration::from_millis(50),
+        "the retries came back together, within {:?}",
+        *last - *first
+    );
+}
+
 #[tokio::test]
 async fn unavailable_with_retry_after_gives_up_after_ten_retries() {
     // Retry-After: 0 keeps the test fast; the last answer asks for 7 s, which the error keeps.
