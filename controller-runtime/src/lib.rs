@@ -92,6 +92,7 @@
 //! | [`controllerutil`] | `pkg/controller/controllerutil` | finalizers, owner references, create-or-update |
 //! | [`metrics`] | `pkg/metrics` | `controller_runtime_*`, `workqueue_*`, `rest_client_*` |
 //! | [`server`] | `pkg/healthz` + metrics server | `/metrics`, `/healthz`, `/readyz` |
+//! | [`webhook`] | `pkg/webhook`, `pkg/certwatcher` | admission and conversion webhooks over HTTPS, certificate reload |
 //!
 //! [`Reconciler`]: reconcile::Reconciler
 //! [`Request`]: reconcile::Request
@@ -134,6 +135,7 @@ pub mod prelude {
     pub use crate::controller::Options as ControllerOptions;
     pub use crate::manager::{LeaderElectionOptions, Manager, ManagerOptions, shutdown_signal};
     pub use crate::reconcile::{self, Action, Context, Reconciler, Request, TerminalError};
+    pub use crate::webhook::server::{Options as WebhookServerOptions, WebhookServer};
     pub use crate::{handler, predicate};
     pub use ferrokube_client::{Client, Config, Patch};
 }
