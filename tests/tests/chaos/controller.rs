@@ -29,8 +29,10 @@ use crate::widgets::{self, Widget};
 const OBJECTS: usize = 200;
 /// How long the writer changes specs.
 const WRITE_FOR: Duration = Duration::from_secs(20);
-/// At most this many spec changes.
-const MAX_WRITES: u64 = 1500;
+/// At most this many spec changes, one every [`WRITE_EVERY`].
+const MAX_WRITES: u64 = 2000;
+/// The writer's pace (so the faults, not the request budget, bound its time).
+const WRITE_EVERY: Duration = Duration::from_millis(15);
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -121,7 +123,10 @@ impl Mirror {
 async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
     let started = Instant::now();
     let env = EnvironmentOptions::default().start().await?;
-    println!("CHAOS   control plane started in {:?}", started.elapsed());
+    println!(
+        "CHAOS [controller] control plane started in {:?}",
+        started.elapsed()
+    );
     let config = env.config().clone();
     let direct = Client::from_kube(env.client()?);
     let namespace = "chaos-controller";
@@ -165,17 +170,20 @@ async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
     };
 
     let schedule = Schedule {
+        label: "controller",
         period: Duration::from_millis(2500),
         refuse_for: Some(Duration::from_secs(1)),
         compact: true,
-        restart_every: Some(4),
+        restart_every: Some(3),
     };
     let chaos = crate::faults::Chaos::start(Arc::clone(&proxy), Some(Arc::clone(&env)), schedule);
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let (mut updates, mut failed_updates) = (0u64, 0u64);
     let deadline = Instant::now() + WRITE_FOR;
+    let mut pace = tokio::time::interval(WRITE_EVERY);
     for _ in 0..MAX_WRITES {
+        pace.tick().await;
         if Instant::now() >= deadline {
             break;
         }
@@ -193,8 +201,11 @@ async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
     }
     let faults = chaos.stop().await?;
     let stopped = Instant::now();
-    println!("CHAOS controller: seed={seed} faults: {faults}");
-    println!("CHAOS   writer: spec updates={updates} failed_updates={failed_updates}");
+    println!("CHAOS [controller] seed={seed} faults injected: {faults}");
+    println!(
+        "CHAOS [controller] writer: objects={OBJECTS} spec_updates={updates} \
+         failed_updates={failed_updates}"
+    );
 
     // Every Widget reconciled to its final spec (read directly, not through the proxy).
     let unreconciled = eventually(
@@ -218,7 +229,7 @@ async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
     let errors = counts.errors.load(Ordering::Relaxed);
     let overlaps = counts.overlaps.load(Ordering::Relaxed);
     println!(
-        "CHAOS   reconciles={reconciles} errors={errors} (retried) concurrent_same_key={overlaps}; \
+        "CHAOS [controller] reconciles={reconciles} errors={errors} (retried) concurrent_same_key={overlaps}; \
          {} after the faults stopped; test took {:?}",
         match &unreconciled {
             Ok(n) => format!(

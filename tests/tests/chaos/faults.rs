@@ -52,6 +52,8 @@ impl Rng {
 /// Which faults a [`Chaos`] run injects, every `period`.
 #[derive(Clone, Debug)]
 pub struct Schedule {
+    /// The test's short name, at the start of every line it prints.
+    pub label: &'static str,
     /// Time between rounds; every round cuts every connection through the proxy.
     pub period: Duration,
     /// Every other round, also refuse new connections (accept-and-close) this long.
@@ -162,7 +164,8 @@ impl Chaos {
                         .context("restarting kube-apiserver")?;
                     report.restarts += 1;
                     println!(
-                        "CHAOS   kube-apiserver restarted in {:?} (round {round})",
+                        "CHAOS [{}] kube-apiserver restarted in {:?} (round {round})",
+                        schedule.label,
                         started.elapsed()
                     );
                 }

@@ -52,6 +52,7 @@ pub fn tests() -> Vec<Test> {
 async fn connections_cut(ctx: Context) -> anyhow::Result<()> {
     let config = ctx.env.read().await.config().clone();
     let schedule = Schedule {
+        label: "informers/cuts",
         period: Duration::from_millis(2500),
         refuse_for: Some(Duration::from_secs(1)),
         compact: false,
@@ -85,6 +86,7 @@ async fn compaction_and_restarts(_ctx: Context) -> anyhow::Result<()> {
         .await?;
     let env = Arc::new(RwLock::new(env));
     let schedule = Schedule {
+        label: "informers/compaction+restarts",
         period: Duration::from_secs(2),
         refuse_for: None,
         compact: true,
@@ -269,12 +271,14 @@ async fn informer_chaos(
     );
     let faults = chaos.stop().await?;
     let stopped = Instant::now();
+    let label = schedule.label;
     println!(
-        "CHAOS {:?}: seed={seed} faults: {faults}",
+        "CHAOS [{label}] schedule: {}; seed={seed}",
         schedule_label(&schedule)
     );
-    println!("CHAOS   configmap writer: {cm_report}");
-    println!("CHAOS   widget writer: {widget_report}");
+    println!("CHAOS [{label}] faults injected: {faults}");
+    println!("CHAOS [{label}] configmap writer: {cm_report}");
+    println!("CHAOS [{label}] widget writer: {widget_report}");
 
     // Fresh lists (nothing writes any more), then every cache and handler must match them.
     let fresh = [
@@ -298,7 +302,7 @@ async fn informer_chaos(
     let converged = stopped.elapsed();
     for o in &observed {
         println!(
-            "CHAOS   {}: {} objects equal a fresh list (keys and resourceVersions); handler saw \
+            "CHAOS [{label}] {}: {} objects equal a fresh list (keys and resourceVersions); handler saw \
              {} events and the final state of every key",
             o.label,
             fresh[o.kind].len(),
@@ -311,7 +315,7 @@ async fn informer_chaos(
         expired: errors.expired.load(Ordering::Relaxed),
     };
     println!(
-        "CHAOS   list/watch errors seen by the informers: {} (410 Gone: {}); converged {:?} \
+        "CHAOS [{label}] list/watch errors seen by the informers: {} (410 Gone: {}); converged {:?} \
          after the faults stopped; test took {:?}",
         outcome.errors,
         outcome.expired,

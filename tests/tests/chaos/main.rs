@@ -3,13 +3,19 @@
 //! `cargo test -p tests --release -- chaos` runs them all.
 
 mod controller;
+mod election;
 mod faults;
 mod informers;
+mod slow_consumers;
+mod throttling;
 mod widgets;
 
 fn main() -> std::process::ExitCode {
     let mut tests = Vec::new();
     tests.extend(informers::tests());
     tests.extend(controller::tests());
+    tests.extend(throttling::tests());
+    tests.extend(election::tests());
+    tests.extend(slow_consumers::tests());
     tests::run(tests)
 }
