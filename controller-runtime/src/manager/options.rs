@@ -174,6 +174,31 @@ impl ManagerOptions {
     /// Run a webhook server with these options (controller-runtime's `WebhookServer` option):
     /// on every replica, leader or not, from before the caches start until after they stopped.
     /// Register webhooks on [`Manager::webhook_server`](super::Manager::webhook_server).
+    ///
+    /// ```no_run
+    /// use ferrokube_runtime::prelude::*;
+    /// use ferrokube_runtime::webhook::{Handler, Reply, ReplyFuture};
+    ///
+    /// struct Validate;
+    ///
+    /// impl Handler for Validate {
+    ///     fn handle(&self, body: bytes::Bytes) -> ReplyFuture<'_> {
+    ///         Box::pin(async move { Reply::ok(body) }) // a real handler answers the review
+    ///     }
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::infer().await?;
+    /// let manager = Manager::new(
+    ///     &config,
+    ///     ManagerOptions::default()
+    ///         .webhook_server(WebhookServerOptions::default().cert_dir("/tmp/serving-certs")),
+    /// )?;
+    /// manager.webhook_server().register("/validate-example-com-v1-widget", Validate)?;
+    /// // Serves HTTPS on :9443 until shutdown; `/readyz` fails until it listens.
+    /// manager.start(shutdown_signal()?).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn webhook_server(mut self, options: WebhookServerOptions) -> Self {
         self.webhook_server = Some(options);
         self

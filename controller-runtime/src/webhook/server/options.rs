@@ -99,9 +99,9 @@ impl Options {
         self
     }
 
-    /// How long a client may take to send a request's headers, and then its body (default
-    /// 30 s each); a request that takes longer gets `408` (or the connection closed, for
-    /// headers).
+    /// How long a client may take for the TLS handshake, then to send a request's headers,
+    /// then its body (default 30 s each); a body that takes longer gets `408`, a handshake or
+    /// headers that do get the connection closed.
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
         self
