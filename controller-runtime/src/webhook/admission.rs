@@ -7,6 +7,8 @@
 //!   [`ValidatingWebhook`] answers allowed (with [`Warnings`]) or [`Denied`] (a reason, an HTTP
 //!   code — `403 Forbidden` unless told otherwise — and warnings).
 //! - [`AdmissionWebhook`] runs any function of an [`AdmissionRequest`] (an [`Admit`]).
+//! - [`current_request`] tells a defaulter or validator who asks (`userInfo`), whether it is a
+//!   dry run, the subresource… (controller-runtime's `RequestFromContext`).
 //! - [`WebhookBuilder`] registers a type's defaulter and validator at controller-runtime's paths
 //!   (`/mutate-<group>-<version>-<kind>`, `/validate-…`, see [`mutate_path`] and
 //!   [`validate_path`]).
@@ -22,7 +24,7 @@
 //!
 //! ```no_run
 //! use ferrokube_runtime::webhook::admission::{Defaulter, Denied, Validator, Warnings, WebhookBuilder};
-//! use ferrokube_runtime::webhook::server::WebhookServer;
+//! use ferrokube_runtime::manager::Manager;
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //!
 //! struct Labels;
@@ -47,12 +49,11 @@
 //!     }
 //! }
 //!
-//! # fn run(server: &WebhookServer) -> Result<(), Box<dyn std::error::Error>> {
-//! // `server` is the manager's: `mgr.webhook_server()`.
+//! # fn run(mgr: &Manager) -> Result<(), Box<dyn std::error::Error>> {
 //! let paths = WebhookBuilder::<ConfigMap>::new()
 //!     .with_defaulter(Labels)
 //!     .with_validator(Labels)
-//!     .complete(server)?;
+//!     .complete(mgr.webhook_server())?;
 //! assert_eq!(paths.mutate.as_deref(), Some("/mutate--v1-configmap"));
 //! assert_eq!(paths.validate.as_deref(), Some("/validate--v1-configmap"));
 //! # Ok(()) }
@@ -74,6 +75,7 @@ pub use builder::{WebhookBuilder, WebhookPaths, mutate_path, validate_path};
 pub use defaulter::{Defaulter, DefaultingWebhook};
 pub use handler::{AdmissionWebhook, Admit};
 pub use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+pub use review::current_request;
 pub use validator::{ValidatingWebhook, Validator};
 
 /// Why a request body is not an admission review this webhook can answer, or why its object

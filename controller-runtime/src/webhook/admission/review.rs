@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures::FutureExt;
 use http::StatusCode;
@@ -20,6 +21,26 @@ use serde_json::{Map, Value};
 
 use super::{Denied, Error};
 use crate::webhook::Reply;
+
+tokio::task_local! {
+    /// The request being answered, for [`current_request`].
+    static REQUEST: Arc<AdmissionRequest<DynamicObject>>;
+}
+
+/// The admission request being answered, when called (directly or not) from a [`Defaulter`],
+/// [`Validator`] or [`Admit`] run by this module's webhooks (controller-runtime's
+/// `admission.RequestFromContext`): its operation, `userInfo`, `dryRun`, namespace, name,
+/// subresource… Its `object` and `old_object` are `None`: they are the arguments.
+///
+/// `None` elsewhere, including in tasks spawned from a defaulter or validator.
+///
+/// [`Defaulter`]: super::Defaulter
+/// [`Validator`]: super::Validator
+/// [`Admit`]: super::Admit
+#[must_use]
+pub fn current_request() -> Option<Arc<AdmissionRequest<DynamicObject>>> {
+    REQUEST.try_with(Arc::clone).ok()
+}
 
 /// The `kind` of an admission review.
 const KIND: &str = "AdmissionReview";
@@ -222,11 +243,13 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Awaits `fut`, turning a panic into a `500` denial for this request.
+/// Awaits `fut` with the request as [`current_request`], turning a panic into a `500` denial
+/// for this request.
 pub(crate) async fn catch_panic<Fut>(incoming: &Incoming, fut: Fut) -> AdmissionResponse
 where
     Fut: Future<Output = AdmissionResponse>,
 {
+    let fut = REQUEST.scope(Arc::new(incoming.request.clone()), fut);
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(response) => response,
         Err(payload) => {

@@ -274,4 +274,38 @@ pub(super) mod tests {
         );
         assert_eq!(delete["allowed"], true);
     }
+
+    /// Denies what `mallory` creates, warns on dry runs: reads [`current_request`].
+    struct WhoAsks;
+    impl Validator<ConfigMap> for WhoAsks {
+        async fn validate_create(&self, _: &ConfigMap) -> Result<Warnings, Denied> {
+            let request = crate::webhook::admission::current_request().expect("inside a webhook");
+            assert!(request.object.is_none(), "the object is the argument");
+            if request.user_info.username.as_deref() == Some("mallory") {
+                return Err(Denied::new("not you"));
+            }
+            Ok(if request.dry_run {
+                vec!["dry run".into()]
+            } else {
+                Vec::new()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn validators_see_the_request_being_answered() {
+        let handler = ValidatingWebhook::<ConfigMap, _>::new(WhoAsks);
+        let mut body: Value =
+            serde_json::from_slice(&review("CREATE", config_map(json!({})), Value::Null)).unwrap();
+        body["request"]["dryRun"] = true.into();
+        let dry = reviewed(&call(&handler, body.to_string().into_bytes()).await);
+        assert_eq!(
+            (&dry["allowed"], &dry["warnings"]),
+            (&json!(true), &json!(["dry run"]))
+        );
+        body["request"]["userInfo"]["username"] = "mallory".into();
+        let denied = reviewed(&call(&handler, body.to_string().into_bytes()).await);
+        assert_eq!(denied["status"]["message"], "not you");
+        assert!(crate::webhook::admission::current_request().is_none());
+    }
 }
