@@ -14,6 +14,7 @@ mod leader_election;
 mod reflector;
 mod runtime;
 mod runtime_election;
+mod webhooks;
 
 fn main() -> std::process::ExitCode {
     let mut tests = Vec::new();
@@ -31,5 +32,6 @@ fn main() -> std::process::ExitCode {
     tests.extend(runtime::tests());
     tests.extend(runtime_election::tests());
     tests.extend(examples::tests());
+    tests.extend(webhooks::tests());
     tests::run(tests)
 }
