@@ -215,10 +215,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut merged: Option<Kubeconfig> = None;
         for path in paths.iter().filter(|p| p.exists() || paths.len() == 1) {
-            let file = Kubeconfig::read_from(path).map_err(|source| ConfigError::Kubeconfig {
-                path: path.clone(),
-                source,
-            })?;
+            let file = read_kubeconfig(path)?;
             merged = Some(match merged {
                 None => file,
                 Some(m) => m.merge(file).map_err(|source| ConfigError::Kubeconfig {
@@ -391,6 +388,36 @@ fn parse_url(url: &str) -> Result<http::Uri, ConfigError> {
     Ok(uri)
 }
 
+/// Reads a kubeconfig file with kube, refusing first what kube 5 panics on (found by the
+/// `kubeconfig` fuzz target): a regular file that starts with a UTF-16 byte-order mark and
+/// holds an odd number of bytes. Anything else (a pipe from process substitution, say) is
+/// left to kube, unread.
+fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ConfigError> {
+    use std::io::Read;
+    let error = |source| ConfigError::Kubeconfig {
+        path: path.to_owned(),
+        source,
+    };
+    let mut head = [0u8; 2];
+    let odd_utf16 = std::fs::File::open(path).is_ok_and(|mut file| {
+        file.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.len() % 2 != 0)
+            && file.read_exact(&mut head).is_ok()
+            && matches!(head, [0xFF, 0xFE] | [0xFE, 0xFF])
+    });
+    if odd_utf16 {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "UTF-16 (it starts with a byte-order mark) with an odd number of bytes",
+        );
+        return Err(error(kube::config::KubeconfigError::ReadConfig(
+            io,
+            path.to_owned(),
+        )));
+    }
+    Kubeconfig::read_from(path).map_err(error)
+}
+
 /// `KUBECONFIG` split as a path list, or `~/.kube/config`.
 pub fn default_kubeconfig_paths() -> Vec<PathBuf> {
     if let Some(list) = std::env::var_os("KUBECONFIG") {
@@ -458,6 +485,30 @@ current-context: ctx1
         let path = write(&dir, "clusters: [this is: not valid");
         let err = Config::from_kubeconfig(&path, None).await.unwrap_err();
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn odd_length_utf16_kubeconfig_is_an_error_not_a_panic() {
+        // Found by the kubeconfig fuzz target: kube's reader indexes past the end (panicked
+        // before the check).
+        let dir = tempfile::tempdir().unwrap();
+        for bytes in [&[0xFF, 0xFE, b'a'][..], &[0xFE, 0xFF, 0, b'a', 0][..]] {
+            let path = dir.path().join("config");
+            std::fs::write(&path, bytes).unwrap();
+            let err = Config::from_kubeconfig(&path, None).await.unwrap_err();
+            let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(text.contains(&*path.to_string_lossy()), "{text}");
+            assert!(text.contains("UTF-16"), "{text}");
+        }
+        // An even-length UTF-16 file is still read (as kube reads it).
+        let path = write(&dir, "");
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(GOOD.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        std::fs::write(&path, utf16).unwrap();
+        let config = Config::from_kubeconfig(&path, None).await.unwrap();
+        assert_eq!(config.default_namespace(), "team-a");
     }
 
     #[tokio::test]
