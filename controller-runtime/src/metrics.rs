@@ -19,6 +19,8 @@
 //! | `controller_runtime_webhook_requests_total` | counter | `webhook` (the path), `code` |
 //! | `controller_runtime_webhook_latency_seconds` | histogram | `webhook` |
 //! | `controller_runtime_webhook_requests_in_flight` | gauge | `webhook` |
+//! | `certwatcher_read_certificate_total` | counter | |
+//! | `certwatcher_read_certificate_errors_total` | counter | |
 //!
 //! Register your own metrics with [`Metrics::register`]; the manager's server exposes them all
 //! on `/metrics` (see [`crate::server`]).
@@ -115,6 +117,8 @@ struct Inner {
     leader: Family<OneLabel, Gauge>,
     rest_client: Arc<RestClientMetrics>,
     webhooks: WebhookFamilies,
+    cert_reads: Counter,
+    cert_read_errors: Counter,
 }
 
 /// The per-controller families, labelled by controller name.
@@ -194,6 +198,17 @@ impl Metrics {
             rest_client.requests.clone(),
         );
         let webhooks = WebhookFamilies::register(&mut registry);
+        let (cert_reads, cert_read_errors) = (Counter::default(), Counter::default());
+        registry.register(
+            "certwatcher_read_certificate",
+            "Total number of certificate reads",
+            cert_reads.clone(),
+        );
+        registry.register(
+            "certwatcher_read_certificate_errors",
+            "Total number of certificate read errors",
+            cert_read_errors.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -202,6 +217,8 @@ impl Metrics {
                 leader,
                 rest_client,
                 webhooks,
+                cert_reads,
+                cert_read_errors,
             }),
         }
     }
@@ -284,6 +301,16 @@ impl Metrics {
     /// to the client with [`Config::with_request_metrics`](ferrokube_client::Config::with_request_metrics).
     pub fn rest_client(&self) -> Arc<dyn RequestMetrics> {
         self.inner.rest_client.clone()
+    }
+
+    /// Counts one read of the webhook serving certificate
+    /// (`certwatcher_read_certificate_total`), and whether it failed
+    /// (`certwatcher_read_certificate_errors_total`).
+    pub fn certificate_read(&self, failed: bool) {
+        self.inner.cert_reads.inc();
+        if failed {
+            self.inner.cert_read_errors.inc();
+        }
     }
 
     /// The series of the webhook served at `path` (its `webhook` label), created now: the

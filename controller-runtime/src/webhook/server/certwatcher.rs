@@ -21,12 +21,14 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
+use crate::metrics::Metrics;
 
 /// The serving certificate and key, reloaded from their files. Cheap to clone: clones share
 /// the current certificate. Give it to rustls as the server's certificate resolver.
 #[derive(Clone)]
 pub struct CertWatcher {
     inner: Arc<Inner>,
+    metrics: Option<Metrics>,
 }
 
 struct Inner {
@@ -61,10 +63,38 @@ impl CertWatcher {
     /// holds no usable certificate or key, [`Error::KeyMismatch`] if the key is not the
     /// certificate's.
     pub fn new(cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Result<Self, Error> {
-        let (cert_path, key_path) = (cert_path.into(), key_path.into());
-        let (cert_pem, key_pem) = read_pair(&cert_path, &key_path)?;
-        let certified = load(&cert_path, &cert_pem, &key_path, &key_pem)?;
+        Self::build(cert_path.into(), key_path.into(), None)
+    }
+
+    /// As [`CertWatcher::new`], counting every read in `metrics`
+    /// (`certwatcher_read_certificate_total`, `certwatcher_read_certificate_errors_total`).
+    ///
+    /// # Errors
+    ///
+    /// As [`CertWatcher::new`].
+    pub fn with_metrics(
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+        metrics: Metrics,
+    ) -> Result<Self, Error> {
+        Self::build(cert_path.into(), key_path.into(), Some(metrics))
+    }
+
+    fn build(
+        cert_path: PathBuf,
+        key_path: PathBuf,
+        metrics: Option<Metrics>,
+    ) -> Result<Self, Error> {
+        let read = read_pair(&cert_path, &key_path).and_then(|(cert_pem, key_pem)| {
+            let certified = load(&cert_path, &cert_pem, &key_path, &key_pem)?;
+            Ok((certified, cert_pem, key_pem))
+        });
+        if let Some(metrics) = &metrics {
+            metrics.certificate_read(read.is_err());
+        }
+        let (certified, cert_pem, key_pem) = read?;
         Ok(Self {
+            metrics,
             inner: Arc::new(Inner {
                 cert_path,
                 key_path,
@@ -100,6 +130,14 @@ impl CertWatcher {
     /// As [`CertWatcher::new`]; the current certificate stays in use.
     #[doc(alias = "ReadCertificate")]
     pub fn reload(&self) -> Result<bool, Error> {
+        let reloaded = self.read_and_swap();
+        if let Some(metrics) = &self.metrics {
+            metrics.certificate_read(reloaded.is_err());
+        }
+        reloaded
+    }
+
+    fn read_and_swap(&self) -> Result<bool, Error> {
         let inner = &self.inner;
         let (cert_pem, key_pem) = read_pair(&inner.cert_path, &inner.key_path)?;
         {
@@ -209,8 +247,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (first, second) = (test_support::generate(), test_support::generate());
         write(dir.path(), &first);
-        let watcher =
-            CertWatcher::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
+        let metrics = Metrics::new();
+        let watcher = CertWatcher::with_metrics(
+            dir.path().join("tls.crt"),
+            dir.path().join("tls.key"),
+            metrics.clone(),
+        )
+        .unwrap();
         assert_eq!(served(&watcher), first.der);
         assert!(!watcher.reload().unwrap(), "unchanged files");
 
@@ -245,6 +288,18 @@ mod tests {
         write(dir.path(), &first);
         assert!(watcher.reload().unwrap());
         assert_eq!(served(&watcher), first.der);
+
+        // Every read counted (controller-runtime's certwatcher series): 7 reads, 3 failed.
+        let text = metrics.encode();
+        for line in [
+            "certwatcher_read_certificate_total 7",
+            "certwatcher_read_certificate_errors_total 3",
+        ] {
+            assert!(
+                text.contains(&format!("\n{line}\n")),
+                "{line} missing in\n{text}"
+            );
+        }
     }
 
     #[test]

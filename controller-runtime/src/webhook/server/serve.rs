@@ -51,7 +51,11 @@ impl fmt::Debug for BoundServer {
 impl BoundServer {
     pub(super) async fn bind(server: WebhookServer) -> Result<Self, Error> {
         let options = server.options();
-        let certs = CertWatcher::new(options.cert_path(), options.key_path())?;
+        let certs = CertWatcher::with_metrics(
+            options.cert_path(),
+            options.key_path(),
+            server.shared.metrics.clone(),
+        )?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
