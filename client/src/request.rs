@@ -414,7 +414,9 @@ impl FullResponse {
 /// The wait before retrying an answer that asked for `asked`: at least that, plus up to
 /// [`RETRY_AFTER_JITTER`] of it at random.
 fn retry_after_delay(asked: Duration) -> Duration {
-    asked.mul_f64(1.0 + rand::random::<f64>() * RETRY_AFTER_JITTER)
+    // The jitter alone (at most half the wait) cannot overflow; `asked.mul_f64(1.5)` can, for
+    // a Retry-After of more than ~2^63 seconds.
+    asked.saturating_add(asked.mul_f64(rand::random::<f64>() * RETRY_AFTER_JITTER))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -522,5 +524,15 @@ mod tests {
         // Spread over most of the jitter window (the chance of less is below 1000 × 0.6^999).
         assert!(max - min >= Duration::from_millis(300), "{min:?}..{max:?}");
         assert_eq!(retry_after_delay(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_waited_not_a_panic() {
+        // Found by the status_body fuzz target (`Retry-After: 4141414141414141415`): the
+        // jittered wait overflowed `Duration` and panicked before the fix.
+        for secs in [4_141_414_141_414_141_415, u64::MAX] {
+            let asked = Duration::from_secs(secs);
+            assert!(retry_after_delay(asked) >= asked);
+        }
     }
 }
