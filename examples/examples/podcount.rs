@@ -39,10 +39,17 @@
 //! - Events from the manager's recorder;
 //! - a finalizer. A PodCount owns nothing, so there is nothing to release: its cleanup
 //!   records a `Finalized` Event and a log line — where a real operator would delete what it
-//!   made outside the cluster — and then removes the finalizer so the deletion completes.
+//!   made outside the cluster — and then removes the finalizer so the deletion completes;
+//! - webhooks (`run --webhook-port`, in `podcount/webhooks.rs`): a defaulter (`spec.count`
+//!   defaults to 1), a validator (a negative count is denied with a reason), and a `v2` of the
+//!   API (`spec.count` is `spec.minPods`) served through a conversion webhook, `v1` being the
+//!   hub and the storage version. `crd` prints both versions with the conversion webhook,
+//!   `webhooks` the webhook configurations. Without the webhook server, an unset count counts
+//!   as 1 and nothing refuses a negative one.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -64,8 +71,12 @@ use ferrokube_runtime::k8s_openapi::jiff::Timestamp;
 use ferrokube_runtime::kube::{CustomResource, CustomResourceExt};
 use ferrokube_runtime::predicate::to_selector;
 use ferrokube_runtime::prelude::*;
+use ferrokube_runtime::webhook::server::Options as WebhookOptions;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+#[path = "podcount/webhooks.rs"]
+mod webhooks;
 
 /// The finalizer the controller puts on every PodCount.
 const FINALIZER: &str = "examples.ferrokube.dev/podcount-cleanup";
@@ -78,6 +89,8 @@ const LEASE_NAME: &str = "podcount.examples.ferrokube.dev";
 const LABEL_INDEX: &str = "metadata.labels";
 /// The condition type the controller maintains.
 const READY: &str = "Ready";
+/// `spec.count` when it is not set (the defaulting webhook writes it).
+const DEFAULT_COUNT: i32 = 1;
 
 // === the custom resource ===
 
@@ -104,9 +117,10 @@ pub struct PodCountSpec {
     /// The Pods to count (an empty selector counts every Pod of the namespace).
     #[schemars(schema_with = "label_selector_schema")]
     pub selector: LabelSelector,
-    /// How many matching Pods make the PodCount Ready.
-    #[schemars(range(min = 0))]
-    pub count: i32,
+    /// How many matching Pods make the PodCount Ready (defaulted to 1; the validating
+    /// webhook denies a negative count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
 }
 
 /// What the controller observed.
@@ -251,8 +265,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the PodCount CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
-    Crd,
+    /// Print the PodCount CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`):
+    /// `v1` (stored) and `v2`, converted by the webhook server.
+    Crd {
+        /// Only `v1`, without the conversion webhook (what `run --install-crd` installs): for a
+        /// controller running without its webhook server.
+        #[arg(long)]
+        single_version: bool,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Print the MutatingWebhookConfiguration and ValidatingWebhookConfiguration as YAML.
+    Webhooks {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
     /// Print the ClusterRole the controller needs as YAML.
     Rbac {
         /// Also allow what `run --install-crd` needs (create and patch the CRD).
@@ -261,6 +288,49 @@ enum Command {
     },
     /// Run the controller until SIGINT or SIGTERM.
     Run(RunArgs),
+}
+
+/// Where the API server calls the webhook server.
+#[derive(Args, Debug)]
+struct EndpointArgs {
+    /// The webhook server's Service, `NAMESPACE/NAME` (port 443).
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "podcount-system/podcount-webhook-service"
+    )]
+    webhook_service: String,
+    /// A base URL instead of a Service, e.g. `https://172.18.0.1:9443` for a kind cluster
+    /// calling `run --webhook-port 9443` on the host (the serving certificate must name it).
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// The CA (PEM) that signed the serving certificate, written as `caBundle`.
+    #[arg(long, value_name = "FILE")]
+    webhook_ca_file: Option<PathBuf>,
+}
+
+impl EndpointArgs {
+    fn endpoint(&self) -> Result<webhooks::Endpoint, BoxError> {
+        let Some((namespace, name)) = self.webhook_service.split_once('/') else {
+            return Err(format!(
+                "--webhook-service {:?} is not NAMESPACE/NAME",
+                self.webhook_service
+            )
+            .into());
+        };
+        let ca_bundle = match &self.webhook_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("reading --webhook-ca-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(webhooks::Endpoint {
+            service: (namespace.to_owned(), name.to_owned()),
+            url: self.webhook_url.clone(),
+            ca_bundle,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -290,6 +360,17 @@ struct RunArgs {
     /// How many PodCounts are reconciled at once.
     #[arg(long, value_name = "N", default_value_t = 2)]
     max_concurrent_reconciles: usize,
+    /// Serve the defaulting, validating and conversion webhooks over HTTPS on this port
+    /// (controller-runtime's is 9443; default: no webhook server).
+    #[arg(long, value_name = "PORT")]
+    webhook_port: Option<u16>,
+    /// The address the webhook server listens on.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    webhook_host: IpAddr,
+    /// The folder holding the webhook server's `tls.crt` and `tls.key` (re-read when they
+    /// change; default: controller-runtime's, `$TMPDIR/k8s-webhook-server/serving-certs`).
+    #[arg(long, value_name = "DIR")]
+    webhook_cert_dir: Option<PathBuf>,
 }
 
 /// `host:port`, `:port` (every interface, as Go's `net.Listen` reads it), or `0` for no
@@ -328,7 +409,20 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
-        Command::Crd => examples::print_yaml("CustomResourceDefinition", &PodCount::crd())?,
+        Command::Crd {
+            single_version: true,
+            ..
+        } => examples::print_yaml("CustomResourceDefinition", &PodCount::crd())?,
+        Command::Crd { endpoint, .. } => {
+            let crd = webhooks::crd(&endpoint.endpoint()?)?;
+            examples::print_yaml("CustomResourceDefinition", &crd)?;
+        }
+        Command::Webhooks { endpoint } => {
+            let (mutating, validating) = webhooks::configurations(&endpoint.endpoint()?);
+            examples::print_yaml("MutatingWebhookConfiguration", &mutating)?;
+            println!("---");
+            examples::print_yaml("ValidatingWebhookConfiguration", &validating)?;
+        }
         Command::Rbac { install_crd } => {
             examples::print_yaml("ClusterRole", &cluster_role(install_crd))?;
         }
@@ -373,7 +467,18 @@ async fn run_controller(cluster: &ClusterArgs, args: RunArgs) -> Result<(), BoxE
         }
         options = options.leader_election(election);
     }
+    if let Some(port) = args.webhook_port {
+        let mut webhook = WebhookOptions::default().host(args.webhook_host).port(port);
+        if let Some(dir) = &args.webhook_cert_dir {
+            webhook = webhook.cert_dir(dir);
+        }
+        options = options.webhook_server(webhook);
+    }
     let manager = Manager::new(&config, options)?;
+    if args.webhook_port.is_some() {
+        let paths = webhooks::register(manager.webhook_server())?;
+        tracing::info!(?paths, "serving the PodCount webhooks and /convert");
+    }
 
     // Pods by label, `key=value`: a PodCount looks up the Pods carrying one of its labels
     // instead of testing every Pod of its namespace.
@@ -575,7 +680,7 @@ impl PodCounter {
         observed: &Observed,
     ) -> Result<(), cached_client::Error> {
         let old = podcount.status.clone().unwrap_or_default();
-        let desired = podcount.spec.count;
+        let desired = podcount.spec.count.unwrap_or(DEFAULT_COUNT);
         let generation = podcount.metadata.generation;
         let (matching, ready, reason, message) = match observed {
             Observed::Counted(matching) => {
