@@ -207,7 +207,7 @@ const TERM_GRACE: Duration = Duration::from_secs(10);
 /// A running example. Dropped while the example still runs (a failed test), it sends SIGTERM
 /// and waits up to [`TERM_GRACE`] before SIGKILL, so that the example cleans up (envtest
 /// stops its control plane and removes its data, a leader releases its Lease).
-struct Running {
+pub(crate) struct Running {
     name: String,
     child: Child,
     output: Arc<Mutex<Output>>,
@@ -215,7 +215,7 @@ struct Running {
 }
 
 impl Running {
-    async fn start(name: &str, args: &[String]) -> anyhow::Result<Self> {
+    pub(crate) async fn start(name: &str, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(binary(name).await?)
             .args(args)
             .env("RUST_LOG", "info")
@@ -257,7 +257,7 @@ impl Running {
     }
 
     /// The last lines the example printed, for failure reports.
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let output = self.output.lock();
         let start = output.all.len().saturating_sub(40);
         format!(
@@ -283,7 +283,7 @@ impl Running {
     }
 
     /// Sends `signal` (`TERM`, `KILL`…) with kill(1).
-    async fn signal(&self, signal: &str) -> anyhow::Result<()> {
+    pub(crate) async fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let pid = self.child.id().context("the example has exited")?;
         let status = Command::new("kill")
             .args(["-s", signal, &pid.to_string()])
@@ -295,7 +295,7 @@ impl Running {
     }
 
     /// Waits for the example to exit, and for its output to be read to the end.
-    async fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    pub(crate) async fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status?,
             Err(_) => bail!(
@@ -313,7 +313,10 @@ impl Running {
 
 /// Runs an example to completion with the default logging (`RUST_LOG` unset): its exit
 /// status, stdout and stderr.
-async fn run_once(name: &str, args: &[String]) -> anyhow::Result<(ExitStatus, String, String)> {
+pub(crate) async fn run_once(
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<(ExitStatus, String, String)> {
     let output = Command::new(binary(name).await?)
         .args(args)
         .env_remove("RUST_LOG")

@@ -57,6 +57,11 @@ pub fn tests() -> Vec<Test> {
             "webhooks::rotated_certificate_served_without_restart",
             certificate_rotation,
         ),
+        Test::new(
+            "webhooks::podcount_example_defaults_validates_and_serves_v2",
+            podcount_example,
+        )
+        .starts_control_planes(),
     ]
 }
 
@@ -972,5 +977,139 @@ async fn certificate_rotation(ctx: Context) -> anyhow::Result<()> {
 
     server.stop().await?;
     installation.uninstall(&ctx.client).await?;
+    Ok(())
+}
+
+// === the podcount example ===
+
+/// The podcount example with `--webhook-port`, on a control plane of its own (its CRD gets a
+/// conversion webhook: cluster-wide) where envtest installs what `podcount crd` and
+/// `podcount webhooks` print.
+async fn podcount_example(_ctx: Context) -> anyhow::Result<()> {
+    use crate::examples::{Running as Example, run_once};
+    use ferrokube_runtime::envtest::EnvironmentOptions;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let printed = |args: &'static [&'static str]| async move {
+        let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        let (status, stdout, stderr) = run_once("podcount", &args).await?;
+        ensure!(status.success(), "podcount {args:?}: {status}: {stderr}");
+        anyhow::Ok(stdout)
+    };
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&printed(&["crd"]).await?)?;
+    let manifests = printed(&["webhooks"]).await?;
+    let (mutating_yaml, validating_yaml) = manifests
+        .split_once("\n---\n")
+        .context("podcount webhooks printed one document")?;
+    let mutating: MutatingWebhookConfiguration = serde_saphyr::from_str(mutating_yaml)?;
+    let validating: ValidatingWebhookConfiguration = serde_saphyr::from_str(validating_yaml)?;
+
+    let env = EnvironmentOptions::default()
+        .webhooks(
+            WebhookInstallOptions::default()
+                .mutating(mutating)
+                .validating(validating)
+                .conversion_crd(crd),
+        )
+        .start()
+        .await?;
+    let installation = env.webhooks().context("no webhooks installed")?;
+    let kubeconfig = env.kubeconfig_path().context("no kubeconfig")?;
+    let port = env.webhook_port().context("no webhook port")?;
+    let cert_dir = env.webhook_cert_dir().context("no certificate folder")?;
+    let args: Vec<String> = [
+        "run",
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--metrics-bind-address",
+        "0",
+        "--webhook-host",
+        "127.0.0.1",
+        "--webhook-port",
+        &port.to_string(),
+        "--webhook-cert-dir",
+        &cert_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|&a| a.to_owned())
+    .collect();
+    let mut example = Example::start("podcount", &args).await?;
+
+    let client = env.client()?;
+    let api = |version: &str| {
+        let gvk = GroupVersionKind::gvk("examples.ferrokube.dev", version, "PodCount");
+        Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            "default",
+            &ApiResource::from_gvk(&gvk),
+        )
+    };
+    let (v1, v2) = (api("v1"), api("v2"));
+    let podcount = |name: &str, count: Option<i32>| -> anyhow::Result<DynamicObject> {
+        let mut spec = json!({"selector": {"matchLabels": {"app": name}}});
+        if let Some(count) = count {
+            spec["count"] = json!(count);
+        }
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "examples.ferrokube.dev/v1", "kind": "PodCount",
+            "metadata": {"name": name}, "spec": spec,
+        }))?)
+    };
+
+    // Refused (failurePolicy Fail) until podcount serves: then defaulted.
+    let unset = podcount("web", None)?;
+    let created = eventually(
+        "podcount to default a PodCount",
+        Duration::from_secs(60),
+        || async { v1.create(&PostParams::default(), &unset).await.ok() },
+    )
+    .await
+    .with_context(|| example.tail())?;
+    ensure!(
+        created.data["spec"]["count"] == 1,
+        "not defaulted: {}",
+        created.data
+    );
+
+    let err = v1
+        .create(&PostParams::default(), &podcount("negative", Some(-1))?)
+        .await
+        .err()
+        .context("a negative count was admitted")?;
+    let message = api_message(&err);
+    ensure!(
+        message.contains("spec.count must not be negative (got -1)"),
+        "{message}"
+    );
+
+    // v2 through podcount's conversion webhook: count is minPods; and back.
+    let as_v2 = v2.get("web").await.with_context(|| example.tail())?;
+    ensure!(
+        as_v2.types.as_ref().map(|t| t.api_version.as_str()) == Some("examples.ferrokube.dev/v2")
+            && as_v2.data["spec"]["minPods"] == 1
+            && as_v2.data["spec"].get("count").is_none(),
+        "{}",
+        as_v2.data
+    );
+    let mut raised = as_v2.clone();
+    raised.data["spec"]["minPods"] = json!(3);
+    v2.replace("web", &PostParams::default(), &raised).await?;
+    let back = v1.get("web").await?;
+    ensure!(back.data["spec"]["count"] == 3, "{}", back.data);
+    ensure!(
+        installation
+            .url("/convert")
+            .starts_with("https://127.0.0.1:"),
+        "{}",
+        installation.url("/convert")
+    );
+
+    example.signal("TERM").await?;
+    let status = example.wait(Duration::from_secs(30)).await?;
+    ensure!(
+        status.success(),
+        "podcount exited with {status}\n{}",
+        example.tail()
+    );
     Ok(())
 }
