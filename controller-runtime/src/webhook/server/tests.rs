@@ -302,7 +302,7 @@ async fn slow_clients_hit_the_read_timeout() {
     let cert = test_support::generate();
     write_pair(dir.path(), &cert);
     let running = Running::start(
-        options(dir.path()).read_timeout(Duration::from_millis(200)),
+        options(dir.path()).read_timeout(Duration::from_secs(1)),
         |server| server.register("/echo", Echo).unwrap(),
     )
     .await;
