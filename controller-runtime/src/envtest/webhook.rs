@@ -51,6 +51,13 @@ pub const KEY_FILE: &str = "tls.key";
 /// A CRD's conversion webhook is served at its `spec.conversion.webhook.clientConfig`'s path,
 /// or [`DEFAULT_CONVERSION_PATH`].
 ///
+/// The API server must be able to reach the webhook server: with a control plane envtest
+/// started, it always can. With `USE_EXISTING_CLUSTER=true` it can only if the cluster's API
+/// server runs on this host's network: a kind cluster's API server runs in a container, where
+/// `127.0.0.1` is the container itself. For such a cluster, listen on an address the container
+/// can reach ([`host`](Self::host), e.g. `0.0.0.0`) and name it in the URLs
+/// ([`external_name`](Self::external_name), e.g. the kind network's gateway address).
+///
 /// ```no_run
 /// # async fn demo(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
 /// use ferrokube_runtime::envtest::WebhookInstallOptions;
