@@ -291,12 +291,13 @@ pub struct Writes<K> {
     pub patch: fn(i64) -> serde_json::Value,
 }
 
-/// Creates (3 in 10), deletes (2 in 10) and updates (5 in 10) objects at random
-/// until `duration` has passed or `max_requests` were made; says what it did.
+/// Creates (3 in 10), deletes (2 in 10) and updates (5 in 10) objects at random, one request
+/// every `pace` at most, until `duration` has passed or `max_requests` were made; says what it
+/// did.
 pub async fn write<K>(
     writes: Writes<K>,
     seed: u64,
-    duration: Duration,
+    (duration, pace): (Duration, Duration),
     max_requests: u64,
 ) -> WriterReport
 where
@@ -306,7 +307,12 @@ where
     let mut report = WriterReport::default();
     let deadline = Instant::now() + duration;
     let mut requests = 0;
-    while Instant::now() < deadline && requests < max_requests {
+    let mut tick = tokio::time::interval(pace);
+    while requests < max_requests {
+        tick.tick().await;
+        if Instant::now() >= deadline {
+            break;
+        }
         requests += 1;
         let name = format!("{}{}", writes.prefix, rng.below(writes.keys));
         let value = rng.below(1_000_000) as i64;

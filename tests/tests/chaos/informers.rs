@@ -27,13 +27,17 @@ use crate::widgets::{self, Widget};
 
 /// How long the writers write.
 const WRITE_FOR: Duration = Duration::from_secs(20);
-/// At most this many requests per writer.
-const MAX_WRITES: u64 = 1500;
+/// At most this many requests per writer, one every [`WRITE_EVERY`] at most (so the faults,
+/// not the request budget, bound the writers' time).
+const MAX_WRITES: u64 = 2000;
+/// The writers' pace.
+const WRITE_EVERY: Duration = Duration::from_millis(12);
 /// Names per type.
 const KEYS: u64 = 40;
-/// How long the caches may take to converge once the faults stop (the reflector's backoff
-/// may have grown to 30–60 s under repeated failures, as client-go's).
-const CONVERGE_WITHIN: Duration = Duration::from_secs(75);
+/// How long the caches may take to converge once the faults stop: the reflector's backoff
+/// grows to 30–60 s under repeated failures (as client-go's, reset after 2 minutes without
+/// one), so the last relist may come a minute after the last fault.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(80);
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -266,8 +270,13 @@ async fn informer_chaos(
         patch: |value| json!({"spec": {"value": value}}),
     };
     let (cm_report, widget_report) = tokio::join!(
-        write(configmap_writes, seed, WRITE_FOR, MAX_WRITES),
-        write(widget_writes, seed.rotate_left(17), WRITE_FOR, MAX_WRITES),
+        write(configmap_writes, seed, (WRITE_FOR, WRITE_EVERY), MAX_WRITES),
+        write(
+            widget_writes,
+            seed.rotate_left(17),
+            (WRITE_FOR, WRITE_EVERY),
+            MAX_WRITES
+        ),
     );
     let faults = chaos.stop().await?;
     let stopped = Instant::now();
