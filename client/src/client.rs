@@ -55,8 +55,20 @@ impl Client {
         if config.qps() > 0.0 && config.burst() == 0 {
             return Err(ConfigError::ZeroBurst { qps: config.qps() });
         }
-        let builder = kube::client::ClientBuilder::try_from(kube_config)
-            .map_err(|source| ConfigError::Client { url, source })?;
+        let insecure = kube_config.accept_invalid_certs;
+        let builder = kube::client::ClientBuilder::try_from(kube_config).map_err(|source| {
+            ConfigError::Client {
+                url: url.clone(),
+                source,
+            }
+        })?;
+        if insecure {
+            tracing::warn!(
+                server = %url,
+                "TLS verification of the API server is off (insecure-skip-tls-verify): \
+                 its identity is not checked"
+            );
+        }
         // Inside the throttle: a request is counted once it is sent.
         let metrics = config.request_metrics().map(|metrics| {
             RequestMetricsLayer::for_cluster(Arc::clone(metrics), config.cluster_url())

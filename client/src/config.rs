@@ -124,7 +124,11 @@ pub enum ConfigError {
 /// let client = config.build()?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output names the credentials configured, never their values (as client-go's
+/// `rest.Config` prints `--- REDACTED ---`): tokens, passwords, client keys, auth-provider
+/// settings, exec-plugin environment values and extra header values are left out.
+#[derive(Clone)]
 #[doc(alias = "rest.Config")]
 pub struct Config {
     kube: kube::Config,
@@ -133,6 +137,56 @@ pub struct Config {
     timeout: Option<Duration>,
     user_agent: String,
     request_metrics: Option<SharedRequestMetrics>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kube = &self.kube;
+        let auth = &kube.auth_info;
+        let set = |name: &'static str, is_set: bool| is_set.then_some(name);
+        let credentials: Vec<&str> = [
+            set("token", auth.token.is_some()),
+            set("token file", auth.token_file.is_some()),
+            set("password", auth.password.is_some()),
+            set(
+                "client certificate",
+                auth.client_certificate.is_some() || auth.client_certificate_data.is_some(),
+            ),
+            set(
+                "client key",
+                auth.client_key.is_some() || auth.client_key_data.is_some(),
+            ),
+            set("auth provider", auth.auth_provider.is_some()),
+            set("exec plugin", auth.exec.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let header_names: Vec<&str> = kube.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Config")
+            .field("cluster_url", &kube.cluster_url)
+            .field("default_namespace", &kube.default_namespace)
+            .field("insecure_skip_tls_verify", &kube.accept_invalid_certs)
+            .field("tls_server_name", &kube.tls_server_name)
+            .field("proxy_url", &kube.proxy_url)
+            .field("username", &auth.username)
+            .field("credentials", &credentials)
+            .field(
+                "exec_command",
+                &auth.exec.as_ref().and_then(|e| e.command.as_deref()),
+            )
+            .field(
+                "auth_provider",
+                &auth.auth_provider.as_ref().map(|p| p.name.as_str()),
+            )
+            .field("headers", &header_names)
+            .field("qps", &self.qps)
+            .field("burst", &self.burst)
+            .field("timeout", &self.timeout)
+            .field("user_agent", &self.user_agent)
+            .field("request_metrics", &self.request_metrics.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -296,6 +350,22 @@ impl Config {
     pub fn with_default_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.kube.default_namespace = namespace.into();
         self
+    }
+
+    /// Turns verification of the API server's certificate off (kubeconfig's
+    /// `insecure-skip-tls-verify`; verification is on by default). Anyone on the path to the
+    /// server can then read and change the traffic, credentials included: a client built from
+    /// such a configuration logs a warning saying so.
+    #[must_use]
+    pub fn with_insecure_skip_tls_verify(mut self, skip: bool) -> Self {
+        self.kube.accept_invalid_certs = skip;
+        self
+    }
+
+    /// Whether the API server's certificate goes unverified (see
+    /// [`with_insecure_skip_tls_verify`](Self::with_insecure_skip_tls_verify)).
+    pub fn insecure_skip_tls_verify(&self) -> bool {
+        self.kube.accept_invalid_certs
     }
 
     /// Reports the outcome of every request (client-go's `rest_client_requests_total` hook);
@@ -577,6 +647,145 @@ current-context: ctx1
         );
         // Unthrottled, the burst does not matter.
         assert!(local().with_qps(-1.0).with_burst(0).build().is_ok());
+    }
+
+    /// Runs `f` with a TRACE-level subscriber writing into a buffer; returns what it wrote.
+    fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<parking_lot::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buffer.0.lock()).into_owned();
+        (out, text)
+    }
+
+    const SECRETS: [&str; 8] = [
+        "TOKEN-SECRET-1",
+        "PASSWORD-SECRET-2",
+        "S0VZLVNFQ1JFVC0z",
+        "IDTOKEN-SECRET-4",
+        "REFRESH-SECRET-5",
+        "CLIENT-SECRET-6",
+        "ENV-SECRET-7",
+        "HEADER-SECRET-8",
+    ];
+
+    #[tokio::test]
+    async fn debug_names_credentials_never_their_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: c1
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: u1
+  user:
+    token: TOKEN-SECRET-1
+    username: bob
+    password: PASSWORD-SECRET-2
+    client-key-data: S0VZLVNFQ1JFVC0z
+    auth-provider: {name: oidc, config: {id-token: IDTOKEN-SECRET-4, refresh-token: REFRESH-SECRET-5, client-secret: CLIENT-SECRET-6}}
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: /usr/bin/credential-helper
+      env: [{name: API_KEY, value: ENV-SECRET-7}]
+contexts:
+- name: ctx1
+  context: {cluster: c1, user: u1}
+current-context: ctx1
+"#,
+        );
+        let mut config = Config::from_kubeconfig(&path, None).await.unwrap();
+        config.kube_config_mut().headers.push((
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer HEADER-SECRET-8"),
+        ));
+        // The auth-provider settings and the exec environment were printed before.
+        let shown = format!("{config:?} {config:#?}");
+        for secret in SECRETS {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for named in [
+            "token",
+            "password",
+            "client key",
+            "auth provider",
+            "exec plugin",
+        ] {
+            assert!(shown.contains(named), "{named} not named in {shown}");
+        }
+        assert!(shown.contains("/usr/bin/credential-helper") && shown.contains("oidc"));
+        assert!(
+            shown.contains("authorization") && shown.contains("bob"),
+            "{shown}"
+        );
+
+        // A client built from a token config, and what building it logs at TRACE.
+        let config = Config::from_kube(kube::Config::new(http::Uri::from_static(
+            "https://127.0.0.1:6443",
+        )));
+        let mut config = config;
+        config.kube_config_mut().auth_info.token = Some("TOKEN-SECRET-1".to_owned().into());
+        let (client, logs) = captured(|| config.build().unwrap());
+        let shown = format!("{config:?} {client:?} {logs}");
+        assert!(!shown.contains("TOKEN-SECRET-1"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn tls_verification_is_on_unless_turned_off_explicitly_then_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let verified = Config::from_kubeconfig(&write(&dir, GOOD), None)
+            .await
+            .unwrap();
+        assert!(!verified.insecure_skip_tls_verify());
+        assert!(!local().insecure_skip_tls_verify());
+        let (_, logs) = captured(|| verified.build().unwrap());
+        assert!(!logs.contains("WARN"), "{logs}");
+
+        let insecure_kubeconfig = GOOD.replace(
+            r#"cluster: {server: "https://127.0.0.1:6443"}"#,
+            r#"cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}"#,
+        );
+        let from_file = Config::from_kubeconfig(&write(&dir, &insecure_kubeconfig), None)
+            .await
+            .unwrap();
+        let from_setter = local().with_insecure_skip_tls_verify(true);
+        for config in [from_file, from_setter] {
+            assert!(config.insecure_skip_tls_verify());
+            let (_, logs) = captured(|| config.build().unwrap());
+            let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+            assert_eq!(warnings.len(), 1, "{logs}");
+            assert!(
+                warnings[0].contains("TLS verification of the API server is off")
+                    && warnings[0].contains("https://127.0.0.1:6443"),
+                "{logs}"
+            );
+        }
+        assert!(
+            !local()
+                .with_insecure_skip_tls_verify(true)
+                .with_insecure_skip_tls_verify(false)
+                .insecure_skip_tls_verify()
+        );
     }
 
     #[test]
