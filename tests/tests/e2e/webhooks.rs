@@ -4,7 +4,12 @@
 //!
 //! Webhook configurations are cluster-wide: each test's select its own namespace
 //! (`namespaceSelector` on `kubernetes.io/metadata.name`), so the tests running beside it are
-//! not affected; the conversion test has a CRD group of its own.
+//! not affected; the conversion test has a CRD group of its own. The podcount example's test
+//! starts a control plane of its own (its CRD's conversion is cluster-wide).
+//!
+//! With `USE_EXISTING_CLUSTER=true` the cluster's API server must reach `127.0.0.1` of this
+//! host: a kind cluster's cannot (it runs in a container), so there these tests fail with
+//! `failed calling webhook`.
 
 use std::sync::Arc;
 use std::time::Duration;
