@@ -14,6 +14,7 @@ mod leader_election;
 mod reflector;
 mod runtime;
 mod runtime_election;
+mod security;
 mod webhooks;
 
 fn main() -> std::process::ExitCode {
@@ -33,5 +34,6 @@ fn main() -> std::process::ExitCode {
     tests.extend(runtime_election::tests());
     tests.extend(examples::tests());
     tests.extend(webhooks::tests());
+    tests.extend(security::tests());
     tests::run(tests)
 }
