@@ -1096,9 +1096,12 @@ async fn podcount_example(_ctx: Context) -> anyhow::Result<()> {
         "{}",
         as_v2.data
     );
-    let mut raised = as_v2.clone();
-    raised.data["spec"]["minPods"] = json!(3);
-    v2.replace("web", &PostParams::default(), &raised).await?;
+    // A merge patch (the controller writes the object too: no resourceVersion to conflict on).
+    let patch = kube::api::Patch::Merge(json!({"spec": {"minPods": 3}}));
+    let patched = v2
+        .patch("web", &kube::api::PatchParams::default(), &patch)
+        .await?;
+    ensure!(patched.data["spec"]["minPods"] == 3, "{}", patched.data);
     let back = v1.get("web").await?;
     ensure!(back.data["spec"]["count"] == 3, "{}", back.data);
     ensure!(
