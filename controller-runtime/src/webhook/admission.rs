@@ -30,7 +30,7 @@
 //! struct Labels;
 //!
 //! impl Defaulter<ConfigMap> for Labels {
-//!     async fn default(&self, cm: &mut ConfigMap) -> Result<(), Denied> {
+//!     async fn apply_defaults(&self, cm: &mut ConfigMap) -> Result<(), Denied> {
 //!         let labels = cm.metadata.labels.get_or_insert_with(Default::default);
 //!         labels.entry("team".into()).or_insert_with(|| "platform".into());
 //!         Ok(())

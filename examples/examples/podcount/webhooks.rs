@@ -102,7 +102,7 @@ impl Convertible for v2::PodCount {
 pub struct PodCountWebhook;
 
 impl Defaulter<PodCount> for PodCountWebhook {
-    async fn default(&self, podcount: &mut PodCount) -> Result<(), Denied> {
+    async fn apply_defaults(&self, podcount: &mut PodCount) -> Result<(), Denied> {
         podcount.spec.count.get_or_insert(DEFAULT_COUNT);
         Ok(())
     }
@@ -280,10 +280,10 @@ mod tests {
     #[tokio::test]
     async fn count_defaults_to_one_and_a_given_count_stays() {
         let mut unset = podcount(None, &[("app", "web")]);
-        PodCountWebhook.default(&mut unset).await.unwrap();
+        PodCountWebhook.apply_defaults(&mut unset).await.unwrap();
         assert_eq!(unset.spec.count, Some(1));
         let mut zero = podcount(Some(0), &[("app", "web")]);
-        PodCountWebhook.default(&mut zero).await.unwrap();
+        PodCountWebhook.apply_defaults(&mut zero).await.unwrap();
         assert_eq!(zero.spec.count, Some(0));
     }
 

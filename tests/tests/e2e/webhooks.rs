@@ -106,7 +106,7 @@ struct WidgetHooks {
 }
 
 impl Defaulter<Widget> for WidgetHooks {
-    async fn default(&self, widget: &mut Widget) -> Result<(), Denied> {
+    async fn apply_defaults(&self, widget: &mut Widget) -> Result<(), Denied> {
         widget.spec.count.get_or_insert(1);
         Ok(())
     }

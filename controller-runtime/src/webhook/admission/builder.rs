@@ -54,7 +54,7 @@ pub struct WebhookPaths {
 /// # use k8s_openapi::api::apps::v1::Deployment;
 /// # struct Replicas;
 /// # impl Defaulter<Deployment> for Replicas {
-/// #     async fn default(&self, _: &mut Deployment) -> Result<(), Denied> { Ok(()) }
+/// #     async fn apply_defaults(&self, _: &mut Deployment) -> Result<(), Denied> { Ok(()) }
 /// # }
 /// # fn run(server: &WebhookServer) -> Result<(), Box<dyn std::error::Error>> {
 /// let paths = WebhookBuilder::<Deployment>::new().with_defaulter(Replicas).complete(server)?;

@@ -20,7 +20,7 @@ use crate::webhook::{Handler, ReplyFuture};
 /// into one with `?`). Deletes are let through without a call.
 pub trait Defaulter<K>: Send + Sync + 'static {
     /// Sets defaults on `obj`, the object of a create or update.
-    fn default(&self, obj: &mut K) -> impl Future<Output = Result<(), Denied>> + Send;
+    fn apply_defaults(&self, obj: &mut K) -> impl Future<Output = Result<(), Denied>> + Send;
 }
 
 /// The [`Handler`] of a mutating webhook: decodes the request's object into `K`, runs the
@@ -73,7 +73,7 @@ where
             Ok(before) => before,
             Err(e) => return review::errored(incoming, StatusCode::INTERNAL_SERVER_ERROR, e),
         };
-        if let Err(denied) = self.defaulter.default(&mut obj).await {
+        if let Err(denied) = self.defaulter.apply_defaults(&mut obj).await {
             return review::denied(incoming, denied);
         }
         let after = match serde_json::to_value(&obj) {

@@ -78,7 +78,7 @@ pub(super) fn patch_of(response: &Value) -> Value {
 pub(super) struct TeamLabel;
 
 impl Defaulter<ConfigMap> for TeamLabel {
-    async fn default(&self, cm: &mut ConfigMap) -> Result<(), Denied> {
+    async fn apply_defaults(&self, cm: &mut ConfigMap) -> Result<(), Denied> {
         let data = cm.data.get_or_insert_with(Default::default);
         if data.contains_key("forbidden") {
             return Err(Denied::new("forbidden key"));
@@ -221,7 +221,7 @@ async fn plain_handler_gets_dynamic_objects_and_answers_with_the_request_uid() {
 /// Sets `spec.replicas` to 1 when absent.
 struct OneReplica;
 impl Defaulter<DynamicObject> for OneReplica {
-    async fn default(&self, obj: &mut DynamicObject) -> Result<(), Denied> {
+    async fn apply_defaults(&self, obj: &mut DynamicObject) -> Result<(), Denied> {
         if obj.data["spec"].get("replicas").is_none() {
             obj.data["spec"]["replicas"] = json!(1);
         }
