@@ -1006,7 +1006,7 @@ async fn config_errors(ctx: Context) -> anyhow::Result<()> {
         &unreachable,
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
-             clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{closed}', insecure-skip-tls-verify: true}}}}]\n\
+             clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{closed}'}}}}]\n\
              users: [{{name: u, user: {{token: t}}}}]\n\
              contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n"
         ),
