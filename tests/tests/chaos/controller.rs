@@ -173,6 +173,7 @@ async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
         label: "controller",
         period: Duration::from_millis(2500),
         refuse_for: Some(Duration::from_secs(1)),
+        bandwidth: Some(16 * 1024),
         compact: true,
         restart_every: Some(3),
     };

@@ -58,6 +58,9 @@ pub struct Schedule {
     pub period: Duration,
     /// Every other round, also refuse new connections (accept-and-close) this long.
     pub refuse_for: Option<Duration>,
+    /// Every third round, cap each connection at this many bytes per second and direction,
+    /// until the next round.
+    pub bandwidth: Option<u64>,
     /// Compact etcd to its current revision every round.
     pub compact: bool,
     /// Restart kube-apiserver on every round whose number is a multiple of this.
@@ -77,6 +80,8 @@ pub struct FaultReport {
     pub refusals: u64,
     /// Connections refused.
     pub connections_refused: u64,
+    /// Rounds run with a bandwidth cap.
+    pub bandwidth_limits: u64,
     /// etcd compactions.
     pub compactions: u64,
     /// kube-apiserver restarts.
@@ -88,7 +93,7 @@ pub struct FaultReport {
 impl FaultReport {
     /// Whether any fault was injected.
     pub fn any(&self) -> bool {
-        self.cuts + self.refusals + self.compactions + self.restarts > 0
+        self.cuts + self.refusals + self.bandwidth_limits + self.compactions + self.restarts > 0
     }
 }
 
@@ -97,12 +102,13 @@ impl fmt::Display for FaultReport {
         write!(
             f,
             "rounds={} cuts={} connections_cut={} refusals={} connections_refused={} \
-             compactions={} api_server_restarts={} proxied_connections={}",
+             bandwidth_caps={} compactions={} api_server_restarts={} proxied_connections={}",
             self.rounds,
             self.cuts,
             self.connections_cut,
             self.refusals,
             self.connections_refused,
+            self.bandwidth_limits,
             self.compactions,
             self.restarts,
             self.connections,
@@ -142,6 +148,9 @@ impl Chaos {
                 report.rounds += 1;
                 let round = report.rounds;
                 proxy.cut_all();
+                if let Some(bytes_per_second) = schedule.bandwidth {
+                    proxy.limit_bandwidth((round % 3 == 0).then_some(bytes_per_second));
+                }
                 if let Some(refuse) = schedule.refuse_for
                     && round % 2 == 1
                 {
@@ -171,11 +180,13 @@ impl Chaos {
                 }
             }
             proxy.accept_again();
+            proxy.limit_bandwidth(None);
             let stats = proxy.stats();
             report.cuts = stats.cuts;
             report.connections_cut = stats.connections_cut;
             report.refusals = stats.refusals;
             report.connections_refused = stats.connections_refused;
+            report.bandwidth_limits = stats.bandwidth_limits;
             report.connections = stats.accepted;
             Ok(report)
         });

@@ -59,6 +59,7 @@ async fn connections_cut(ctx: Context) -> anyhow::Result<()> {
         label: "informers/cuts",
         period: Duration::from_millis(2500),
         refuse_for: Some(Duration::from_secs(1)),
+        bandwidth: Some(16 * 1024),
         compact: false,
         restart_every: None,
     };
@@ -93,6 +94,7 @@ async fn compaction_and_restarts(_ctx: Context) -> anyhow::Result<()> {
         label: "informers/compaction+restarts",
         period: Duration::from_secs(2),
         refuse_for: None,
+        bandwidth: None,
         compact: true,
         restart_every: Some(4),
     };
@@ -347,6 +349,9 @@ fn schedule_label(schedule: &Schedule) -> String {
     let mut faults = vec![format!("cut every {:?}", schedule.period)];
     if let Some(r) = schedule.refuse_for {
         faults.push(format!("refuse {r:?} every other round"));
+    }
+    if let Some(b) = schedule.bandwidth {
+        faults.push(format!("cap {b} B/s per connection every third round"));
     }
     if schedule.compact {
         faults.push("compact etcd every round".to_owned());
