@@ -31,6 +31,9 @@ const OBJECTS: usize = 200;
 const WRITE_FOR: Duration = Duration::from_secs(20);
 /// At most this many spec changes, one every [`WRITE_EVERY`].
 const MAX_WRITES: u64 = 2000;
+/// How long the controller may take to converge once the faults stop: its informer's
+/// backoff grows to 30–60 s under repeated failures (as client-go's).
+const CONVERGE_WITHIN: Duration = Duration::from_secs(75);
 /// The writer's pace (so the faults, not the request budget, bound its time).
 const WRITE_EVERY: Duration = Duration::from_millis(15);
 
@@ -211,7 +214,7 @@ async fn controller_under_faults(_ctx: TestContext) -> anyhow::Result<()> {
     // Every Widget reconciled to its final spec (read directly, not through the proxy).
     let unreconciled = eventually(
         "every widget's status.observed to equal its spec.value",
-        Duration::from_secs(90),
+        CONVERGE_WITHIN,
         || {
             let api = api.clone();
             async move {
