@@ -56,7 +56,8 @@ pub struct Schedule {
     pub label: &'static str,
     /// Time between rounds; every round cuts every connection through the proxy.
     pub period: Duration,
-    /// Every other round, also refuse new connections (accept-and-close) this long.
+    /// Every other round, also refuse new connections this long (alternately accepting and
+    /// closing them, and not listening).
     pub refuse_for: Option<Duration>,
     /// Every third round, cap each connection at this many bytes per second and direction,
     /// until the next round.
@@ -154,7 +155,13 @@ impl Chaos {
                 if let Some(refuse) = schedule.refuse_for
                     && round % 2 == 1
                 {
-                    proxy.refuse(refuse, Refusal::AcceptAndClose);
+                    // Alternately accept-and-close, and not listening at all.
+                    let how = if round % 4 == 1 {
+                        Refusal::AcceptAndClose
+                    } else {
+                        Refusal::NotListening
+                    };
+                    proxy.refuse(refuse, how);
                 }
                 if schedule.compact {
                     let etcd = etcd.as_deref().context("compaction needs a started etcd")?;

@@ -348,7 +348,9 @@ async fn informer_chaos(
 fn schedule_label(schedule: &Schedule) -> String {
     let mut faults = vec![format!("cut every {:?}", schedule.period)];
     if let Some(r) = schedule.refuse_for {
-        faults.push(format!("refuse {r:?} every other round"));
+        faults.push(format!(
+            "refuse {r:?} every other round (accept-and-close, then not listening)"
+        ));
     }
     if let Some(b) = schedule.bandwidth {
         faults.push(format!("cap {b} B/s per connection every third round"));
