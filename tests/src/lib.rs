@@ -78,6 +78,12 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     run_suite("e2e", EnvironmentOptions::default(), tests)
 }
 
+/// As [`run`], with `label` (e.g. `chaos`) starting the lines the suite prints about its
+/// control plane instead of `e2e`.
+pub fn run_as(label: &str, tests: Vec<Test>) -> ExitCode {
+    run_suite(label, EnvironmentOptions::default(), tests)
+}
+
 /// As [`run`], with the node tier (kube-scheduler, containerd, a kubelet): pods really run.
 /// Without root, a kubelet or the host tools, one line (`node: SKIPPED: …`) says why and every
 /// test is reported as ignored; likewise with `USE_EXISTING_CLUSTER=true` (the tests use the

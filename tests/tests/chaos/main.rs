@@ -17,5 +17,5 @@ fn main() -> std::process::ExitCode {
     tests.extend(throttling::tests());
     tests.extend(election::tests());
     tests.extend(slow_consumers::tests());
-    tests::run(tests)
+    tests::run_as("chaos", tests)
 }
