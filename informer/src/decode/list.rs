@@ -79,6 +79,14 @@ pub(crate) struct ListScanner {
     items: Vec<Item>,
     /// Items handed out in batches so far.
     handed_out: usize,
+    /// How many unscanned bytes to wait for before scanning again: after a step found its
+    /// value incomplete, twice what it looked at. A value spread over many chunks (a large
+    /// item, a slow connection) is rescanned from its start a logarithmic number of times,
+    /// not once per chunk.
+    wait_for: usize,
+    /// Bytes looked at by steps that needed more input (the rescanning cost).
+    #[cfg(test)]
+    pub(crate) rescanned: usize,
 }
 
 impl ListScanner {
@@ -92,20 +100,37 @@ impl ListScanner {
             metadata: None,
             items: Vec::new(),
             handed_out: 0,
+            wait_for: 0,
+            #[cfg(test)]
+            rescanned: 0,
         }
     }
 
     /// Takes the next chunk of the body and scans every item it completes.
     pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
         self.buf.extend_from_slice(chunk);
-        while let Some(next) = self.step(self.scanned)? {
-            self.scanned = next;
+        if self.buf.len() - self.scanned >= self.wait_for {
+            self.scan()?;
         }
         if self.items.is_empty() {
             // Nothing to keep: drop what was scanned.
             self.buf.advance(self.scanned);
             self.scanned = 0;
         }
+        Ok(())
+    }
+
+    /// Steps while values are complete; then waits for twice the bytes the last step needed.
+    fn scan(&mut self) -> Result<(), DecodeError> {
+        while let Some(next) = self.step(self.scanned)? {
+            self.scanned = next;
+        }
+        let pending = self.buf.len() - self.scanned;
+        #[cfg(test)]
+        {
+            self.rescanned += pending;
+        }
+        self.wait_for = pending.saturating_mul(2);
         Ok(())
     }
 
@@ -133,6 +158,8 @@ impl ListScanner {
 
     /// The list's metadata and its last items, once the whole body was fed.
     pub(crate) fn finish(&mut self) -> Result<(ListMeta, Option<Batch>), DecodeError> {
+        // What arrived since the last scan (it may not have reached `wait_for`).
+        self.scan()?;
         if self.state != State::Done {
             return Err(DecodeError::Malformed(format!(
                 "the list body ended early or is not a Kubernetes list ({} items read, {} bytes left over)",
