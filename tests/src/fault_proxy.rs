@@ -213,12 +213,24 @@ impl FaultProxy {
     }
 
     /// `config` with its cluster URL pointing at the proxy (same scheme and path; TLS and
-    /// credentials unchanged — the API server's certificate must cover `127.0.0.1`).
+    /// credentials unchanged). The server's certificate is still checked against the original
+    /// host: envtest's covers `127.0.0.1`; for another host the config's `tls_server_name` is
+    /// set to it, unless it was set already.
     pub fn client_config(&self, config: &kube::Config) -> anyhow::Result<kube::Config> {
+        let original = config
+            .cluster_url
+            .host()
+            .context("the cluster URL has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let mut parts = config.cluster_url.clone().into_parts();
         parts.authority = Some(self.address.to_string().parse()?);
         let mut proxied = config.clone();
         proxied.cluster_url = http::Uri::from_parts(parts)?;
+        if proxied.tls_server_name.is_none() && original != self.address.ip().to_string() {
+            proxied.tls_server_name = Some(original);
+        }
         Ok(proxied)
     }
 
@@ -663,6 +675,27 @@ mod tests {
         );
         proxy.limit_bandwidth(None);
         assert_eq!(proxy.stats().bandwidth_limits, 1);
+    }
+
+    #[tokio::test]
+    async fn client_config_points_at_the_proxy_and_keeps_the_server_name() {
+        let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+        let mut config = kube::Config::new("https://127.0.0.1:6443/prefix".parse().unwrap());
+        let proxied = proxy.client_config(&config).unwrap();
+        assert_eq!(
+            proxied.cluster_url.to_string(),
+            format!("https://{}/prefix", proxy.address())
+        );
+        assert_eq!(
+            proxied.tls_server_name, None,
+            "127.0.0.1 is the proxy's host too"
+        );
+        config.cluster_url = "https://api.example.test:443".parse().unwrap();
+        let proxied = proxy.client_config(&config).unwrap();
+        assert_eq!(proxied.tls_server_name.as_deref(), Some("api.example.test"));
+        config.tls_server_name = Some("kubernetes".to_owned());
+        let proxied = proxy.client_config(&config).unwrap();
+        assert_eq!(proxied.tls_server_name.as_deref(), Some("kubernetes"));
     }
 
     #[tokio::test]
