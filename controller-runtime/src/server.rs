@@ -252,40 +252,16 @@ impl Server {
             shutdown_timeout,
         } = self;
         tracing::info!(addr = %local_addr, "serving metrics and health probes");
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::trace!(%peer, "metrics/health connection");
-                        let conn = serve_connection(stream, Arc::clone(&routes), shutdown.clone());
-                        connections.spawn(conn);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a metrics/health connection failed");
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
-                        }
-                    }
-                },
-            }
-        }
-        drop(listener);
-        let drained = tokio::time::timeout(shutdown_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let serve = |stream| serve_connection(stream, Arc::clone(&routes), shutdown.clone());
+        accept_until(
+            listener,
+            &shutdown,
+            shutdown_timeout,
+            "metrics/health",
+            serve,
+            || (),
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                open = connections.len(),
-                timeout = ?shutdown_timeout,
-                "metrics/health requests still running at shutdown; closing their connections"
-            );
-            connections.shutdown().await;
-        }
         tracing::info!(addr = %local_addr, "metrics and health probe server stopped");
         Ok(())
     }
@@ -301,10 +277,85 @@ async fn serve_connection(
         let response = routes.handle(&req);
         std::future::ready(Ok::<_, Infallible>(response))
     });
+    serve_http1(
+        stream,
+        service,
+        HEADER_READ_TIMEOUT,
+        &shutdown,
+        "metrics/health",
+    )
+    .await;
+}
+
+/// Accepts connections until `shutdown` is cancelled, each served by a task from `serve`; then
+/// stops accepting, calls `stopped_accepting`, and lets the connections finish for up to
+/// `timeout` before closing the rest. `what` names the server in logs. Shared by this server
+/// and the webhook server.
+pub(crate) async fn accept_until<F, Fut>(
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+    timeout: Duration,
+    what: &'static str,
+    mut serve: F,
+    stopped_accepting: impl FnOnce(),
+) where
+    F: FnMut(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::trace!(%peer, "{what} connection");
+                    connections.spawn(serve(stream));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a {what} connection failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                    }
+                }
+            },
+        }
+    }
+    drop(listener);
+    stopped_accepting();
+    let drained = tokio::time::timeout(timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            ?timeout,
+            "{what} requests still running at shutdown; closing their connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Serves HTTP/1 on one connection until the client closes it or, once `shutdown` is
+/// cancelled, the request in flight is answered.
+pub(crate) async fn serve_http1<I, S>(
+    io: I,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -314,7 +365,7 @@ async fn serve_connection(
         }
     };
     if let Err(error) = result {
-        tracing::debug!(%error, "metrics/health connection ended with an error");
+        tracing::debug!(%error, "{what} connection ended with an error");
     }
 }
 

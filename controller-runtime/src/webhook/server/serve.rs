@@ -6,27 +6,21 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::{CertWatcher, Error, Route, WebhookServer};
 use crate::controller::panic_message;
+use crate::server::{accept_until, serve_http1};
 use crate::webhook::Reply;
-
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 type Body = Full<Bytes>;
 
@@ -117,41 +111,17 @@ impl BoundServer {
         let shared = Arc::clone(&server.shared);
         shared.listening.store(true, Ordering::Release);
         tracing::info!(addr = %local_addr, paths = ?server.paths(), "serving webhooks");
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::trace!(%peer, "webhook connection");
-                        let conn = serve_connection(stream, acceptor.clone(), server.clone(), shutdown.clone());
-                        connections.spawn(conn);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a webhook connection failed");
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
-                        }
-                    }
-                },
-            }
-        }
-        shared.listening.store(false, Ordering::Release);
-        drop(listener);
-        let drained = tokio::time::timeout(options.shutdown_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let serve =
+            |stream| serve_connection(stream, acceptor.clone(), server.clone(), shutdown.clone());
+        accept_until(
+            listener,
+            &shutdown,
+            options.shutdown_timeout,
+            "webhook",
+            serve,
+            || shared.listening.store(false, Ordering::Release),
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                open = connections.len(),
-                timeout = ?options.shutdown_timeout,
-                "webhook requests still running at shutdown; closing their connections"
-            );
-            connections.shutdown().await;
-        }
         tracing::info!(addr = %local_addr, "webhook server stopped");
         Ok(())
     }
@@ -185,21 +155,7 @@ async fn serve_connection(
         let server = server.clone();
         async move { Ok::<_, Infallible>(server.answer(req).await) }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout)
-        .serve_connection(TokioIo::new(tls), service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "webhook connection ended with an error");
-    }
+    serve_http1(tls, service, read_timeout, &shutdown, "webhook").await;
 }
 
 // === routing ===
