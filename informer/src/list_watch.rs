@@ -363,10 +363,14 @@ fn other_event<K>(kind: &[u8], object: &[u8], url: &str) -> Result<Event<K>, Lis
             let status: Status = serde_json::from_slice(object).map_err(serde_error("ERROR"))?;
             Err(ListWatchError::WatchStatus(Box::new(status)))
         }
-        other => Err(decode_error(DecodeError::Malformed(format!(
-            "unknown watch event type {:?}",
-            String::from_utf8_lossy(other)
-        )))),
+        other => {
+            // Quote a bounded start of it: the type comes from the server, of any length.
+            let shown = String::from_utf8_lossy(&other[..other.len().min(64)]);
+            let more = if other.len() > 64 { "…" } else { "" };
+            Err(decode_error(DecodeError::Malformed(format!(
+                "unknown watch event type {shown:?}{more}"
+            ))))
+        }
     }
 }
 
@@ -479,6 +483,16 @@ mod tests {
         let bad_object = r#"{"type":"ADDED","object":{"metadata":{"name":5}}}"#;
         let err = format!("{:?}", event(bad_object).unwrap_err());
         assert!(err.contains("the object of a ADDED event"), "{err}");
+        // Found by the watch_stream fuzz target: the whole type was quoted (1 KiB there,
+        // any length from a server); failed before the fix.
+        let long = format!(r#"{{"type":"{}","object":{{}}}}"#, "X".repeat(100_000));
+        let err = event(&long).unwrap_err();
+        let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            text.contains("unknown watch event type \"XXXX") && text.ends_with("…"),
+            "{text}"
+        );
+        assert!(text.len() < 200, "{} bytes", text.len());
         let unknown = r#"{"type":"SURPRISE","object":{}}"#;
         assert!(
             event(unknown)
