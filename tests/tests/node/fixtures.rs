@@ -74,8 +74,19 @@ pub async fn wait_for_phase(pods: &Api<Pod>, name: &str, phase: &str) -> anyhow:
             anyhow::bail!("pod {name} is {now}, not {phase}: {status:?}");
         }
         if tokio::time::Instant::now() > deadline {
+            // Why it waits: an unschedulable pod says so in a condition (e.g. the node's
+            // disk-pressure taint when the host's disk is nearly full), a started one in its
+            // containers' states.
+            let conditions: Vec<String> = (status.conditions.iter().flatten())
+                .filter(|c| c.status != "True")
+                .map(|c| {
+                    let why = c.message.as_deref().or(c.reason.as_deref()).unwrap_or("");
+                    format!("{} is {}: {why}", c.type_, c.status)
+                })
+                .collect();
             anyhow::bail!(
-                "pod {name} not {phase} after {POD_START:?}; last seen {now}: {:?}",
+                "pod {name} not {phase} after {POD_START:?}; last seen {now}; conditions: {}; containers: {:?}",
+                conditions.join("; "),
                 status.container_statuses
             );
         }
